@@ -1,0 +1,52 @@
+# Smart-access streaming platform. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup up down status logs wipe migrate test test-unit test-integration test-e2e bench lint transform psql
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## create .venv with uv from the lock file (quick when already done)
+	@command -v uv >/dev/null 2>&1 || { echo "==> installing uv"; python3 -m pip install -q uv; }
+	@uv sync --frozen --quiet --python python3.11
+
+up: setup ## install what is missing and start the whole platform
+	@$(PY) -m stack up
+
+down: ## stop every service (data is kept)
+	@$(PY) -m stack down
+
+status: ## each service: state, pid, address
+	@$(PY) -m stack status
+
+logs: ## follow the service logs
+	@$(PY) -m stack logs
+
+wipe: ## delete the embedded stack's data (run `make down` first)
+	@$(PY) -m stack wipe
+
+migrate: setup ## apply database migrations to the configured PostgreSQL
+	@$(PY) -m stack migrate
+
+test: setup ## run every test (unit, integration, e2e) against real services
+	@$(PY) -m pytest tests
+
+test-unit: setup ## tests that need no service
+	@$(PY) -m pytest tests/unit
+
+test-integration: setup ## tests against real PostgreSQL and Kafka
+	@$(PY) -m pytest tests/integration
+
+test-e2e: setup ## whole-stack tests
+	@$(PY) -m pytest tests/e2e
+
+lint: setup ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy

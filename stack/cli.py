@@ -1,0 +1,289 @@
+"""`python -m stack up|down|status|logs|wipe|migrate` — the embedded stack's controls."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stack import kafka, postgres
+from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError
+from stack.migrate import apply_migrations
+from stack.services import Service, services, supervisord_conf
+
+logger = logging.getLogger("stack")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _step(label: str, action: Callable[[], Any]) -> Any:
+    start = time.monotonic()
+    print(f"==> {label} ...", end="", flush=True)
+    try:
+        result = action()
+    except BaseException:
+        print(" failed", flush=True)
+        raise
+    print(f" ok ({time.monotonic() - start:.1f}s)", flush=True)
+    return result
+
+
+# --- supervisord ------------------------------------------------------------------
+
+
+def _rpc(config: StackConfig) -> Any:
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{config.run_dir / 'supervisor.sock'}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def supervisor_pid(config: StackConfig) -> int | None:
+    pidfile = config.run_dir / "supervisord.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+def _process_info(config: StackConfig) -> dict[str, dict[str, Any]]:
+    if supervisor_pid(config) is None:
+        return {}
+    try:
+        return {p["name"]: p for p in _rpc(config).supervisor.getAllProcessInfo()}
+    except (OSError, xmlrpc.client.Fault):
+        return {}
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+_PORT_VARIABLE = {"postgres": "PGPORT", "kafka": "KAFKA_PORT"}
+
+
+def _check_ports(entries: list[Service], info: dict[str, dict[str, Any]]) -> None:
+    for svc in entries:
+        ours = info.get(svc.name, {}).get("statename") in {"RUNNING", "STARTING", "BACKOFF"}
+        if svc.port and not ours and port_in_use(svc.port):
+            variable = _PORT_VARIABLE.get(svc.name, f"{svc.name.upper()}_PORT")
+            raise StackError(
+                f"port {svc.port} for {svc.description} is already in use; stop what listens "
+                f"there or choose another port, e.g. {variable}={svc.port + 1} make up"
+            )
+
+
+def _wait_running(config: StackConfig, names: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = _process_info(config)
+        states = {n: info.get(n, {}).get("statename") for n in names}
+        if all(s == "RUNNING" for s in states.values()):
+            return
+        failed = [n for n, s in states.items() if s == "FATAL"]
+        if failed:
+            raise StackError(
+                f"{', '.join(failed)} failed to start; see {config.log_dir}/{failed[0]}.log"
+            )
+        time.sleep(0.3)
+    raise StackError(f"services not running after {timeout:.0f}s: {states}")
+
+
+def _start_supervisor(config: StackConfig, entries: list[Service]) -> None:
+    conf = config.root / "supervisord.conf"
+    conf.write_text(supervisord_conf(config, entries))
+    if supervisor_pid(config) is None:
+        (config.run_dir / "supervisor.sock").unlink(missing_ok=True)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "supervisord"), "-c", str(conf)], check=True
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _process_info(config):
+            time.sleep(0.2)
+    else:
+        # Picks up added, removed or changed programs; unchanged ones keep running.
+        subprocess.run(
+            [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(conf), "update"],
+            check=True,
+            capture_output=True,
+        )
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_up(config: StackConfig) -> None:
+    for folder in (config.root, config.log_dir, config.run_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    info = _process_info(config)
+    if not config.pg_external:
+        bindir = _step("PostgreSQL server binaries", postgres.ensure_binaries)
+        created = postgres.initdb(bindir, config.pg_data, config.admin_user, config.admin_password)
+        if created:
+            _say(f"    initialised a new cluster in {config.pg_data}")
+    if not config.kafka_external:
+        _step("Apache Kafka jars", kafka.ensure_jars)
+        kafka.prepare(config.kafka_dir, config.kafka_port, config.kafka_controller_port)
+    entries = services(config)
+    _check_ports(entries, info)
+    _step("supervisord", lambda: _start_supervisor(config, entries))
+    infra = [s.name for s in entries if s.stage == "infra"]
+    if infra:
+        _rpc_start(config, infra)
+        _step(f"starting {', '.join(infra)}", lambda: _wait_running(config, infra))
+    _step(
+        f"PostgreSQL at {config.pg_host}:{config.pg_port}",
+        lambda: postgres.wait_ready(config.admin_dsn("postgres")),
+    )
+    for database in (DATABASE, AIRFLOW_DATABASE):
+        postgres.ensure_database(config.admin_dsn("postgres"), database)
+    applied = _step(
+        "database migrations",
+        lambda: apply_migrations(config.admin_dsn(), config.role_passwords),
+    )
+    if applied:
+        _say(f"    applied {', '.join(applied)}")
+    _step(f"Kafka at {config.kafka_bootstrap}", lambda: kafka.wait_ready(config.kafka_bootstrap))
+    from streaming.settings import KafkaSettings
+    from streaming.topics import ensure_topics
+
+    kafka_config = KafkaSettings(bootstrap_servers=config.kafka_bootstrap).client_config()
+    created = _step("topics", lambda: ensure_topics(kafka_config))
+    if created:
+        _say(f"    created {', '.join(created)}")
+    apps = [s.name for s in entries if s.stage == "app"]
+    if apps:
+        _rpc_start(config, apps)
+        _step(f"starting {', '.join(apps)}", lambda: _wait_running(config, apps, timeout=120))
+    _say("")
+    cmd_status(config)
+
+
+def _rpc_start(config: StackConfig, names: list[str]) -> None:
+    server = _rpc(config)
+    info = _process_info(config)
+    for name in names:
+        if info.get(name, {}).get("statename") not in {"RUNNING", "STARTING"}:
+            try:
+                server.supervisor.startProcess(name, False)
+            except xmlrpc.client.Fault as fault:
+                if "ALREADY_STARTED" not in fault.faultString:
+                    raise
+
+
+def cmd_down(config: StackConfig) -> None:
+    pid = supervisor_pid(config)
+    if pid is None:
+        _say("the stack is not running")
+        return
+
+    def stop() -> None:
+        try:
+            _rpc(config).supervisor.shutdown()
+        except (OSError, xmlrpc.client.Fault):
+            os.kill(pid, 15)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.3)
+        raise StackError(f"supervisord (pid {pid}) did not stop within 120s")
+
+    _step("stopping every service", stop)
+    _say(f"stopped; data kept in {config.root}")
+
+
+def cmd_status(config: StackConfig) -> None:
+    info = _process_info(config)
+    rows = [("SERVICE", "STATE", "PID", "ADDRESS", "LISTENING")]
+    for svc in services(config):
+        proc = info.get(svc.name, {})
+        state = proc.get("statename", "STOPPED" if info else "DOWN")
+        pid = str(proc.get("pid") or "-")
+        address = f"127.0.0.1:{svc.port}" if svc.port else "-"
+        listening = ("yes" if port_in_use(svc.port) else "no") if svc.port else "-"
+        rows.append((svc.name, state, pid, address, listening))
+    if config.pg_external:
+        rows.append(("postgres", "EXTERNAL", "-", f"{config.pg_host}:{config.pg_port}", "-"))
+    if config.kafka_external:
+        rows.append(("kafka", "EXTERNAL", "-", config.kafka_bootstrap, "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if not info:
+        _say("\nsupervisord is not running: `make up` starts the stack")
+    else:
+        _say(f"\nlogs: {config.log_dir}  (make logs)")
+
+
+def cmd_logs(config: StackConfig, follow: bool) -> None:
+    logs = sorted(config.log_dir.glob("*.log"))
+    if not logs:
+        raise StackError(f"no logs in {config.log_dir}; start the stack with `make up`")
+    tail = shutil.which("tail") or "tail"
+    os.execv(tail, [tail, "-n", "20", *(["-F"] if follow else []), *map(str, logs)])
+
+
+def cmd_wipe(config: StackConfig) -> None:
+    if supervisor_pid(config) is not None:
+        raise StackError("the stack is running; run `make down` before wiping its data")
+    if config.root.exists():
+        shutil.rmtree(config.root)
+    _say(f"removed {config.root}")
+
+
+def cmd_migrate(config: StackConfig) -> None:
+    applied = apply_migrations(config.admin_dsn(), config.role_passwords)
+    _say(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="install what is missing and start every service")
+    sub.add_parser("down", help="stop every service, keep data")
+    sub.add_parser("status", help="what runs where")
+    logs = sub.add_parser("logs", help="tail the service logs")
+    logs.add_argument("--no-follow", action="store_true", help="print and exit")
+    sub.add_parser("wipe", help="delete the stack's data (stack must be down)")
+    sub.add_parser("migrate", help="apply database migrations")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = StackConfig.from_env()
+        if args.command == "up":
+            cmd_up(config)
+        elif args.command == "down":
+            cmd_down(config)
+        elif args.command == "status":
+            cmd_status(config)
+        elif args.command == "logs":
+            cmd_logs(config, follow=not args.no_follow)
+        elif args.command == "wipe":
+            cmd_wipe(config)
+        elif args.command == "migrate":
+            cmd_migrate(config)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,118 @@
+"""Where the embedded stack keeps its files and which ports it uses.
+
+Everything is read from the environment once, so `make up`, the test fixtures and
+the supervised services agree on the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Local-development credentials of the embedded cluster. They only ever listen on
+# 127.0.0.1; change them through the environment for anything shared.
+DEFAULT_ADMIN_USER = "postgres"
+DEFAULT_ADMIN_PASSWORD = "postgres"  # noqa: S105 - documented local default
+DEFAULT_ROLE_PASSWORDS = {
+    "smart_access_loader": "loader",
+    "smart_access_transformer": "transformer",
+    "smart_access_analyst": "analyst",
+}
+
+DATABASE = "smart_access"
+AIRFLOW_DATABASE = "airflow"
+
+
+class StackError(RuntimeError):
+    """A problem the user can fix; its message is one line saying what and how."""
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a port number; set it to e.g. {default}") from None
+    if not 0 < port < 65536:
+        raise StackError(f"{name}={port} is outside 1-65535; set it to e.g. {default}")
+    return port
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    root: Path
+    pg_port: int
+    pg_external: bool
+    pg_host: str
+    admin_user: str
+    admin_password: str
+    kafka_port: int
+    kafka_controller_port: int
+    kafka_external: bool
+    kafka_bootstrap: str
+    role_passwords: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
+        env = dict(os.environ if env is None else env)
+        root = Path(env.get("SMART_ACCESS_STACK_DIR", REPO_ROOT / ".stack")).resolve()
+        kafka_port = _port(env, "KAFKA_PORT", 9092)
+        pg_external = bool(env.get("PGHOST"))
+        kafka_external = bool(env.get("KAFKA_BOOTSTRAP_SERVERS"))
+        passwords = {
+            role: env.get(f"{role.upper()}_PASSWORD", default)
+            for role, default in DEFAULT_ROLE_PASSWORDS.items()
+        }
+        return cls(
+            root=root,
+            pg_port=_port(env, "PGPORT", 5432),
+            pg_external=pg_external,
+            pg_host=env.get("PGHOST") or "127.0.0.1",
+            admin_user=env.get("PGUSER") or DEFAULT_ADMIN_USER,
+            admin_password=env.get("PGPASSWORD") or DEFAULT_ADMIN_PASSWORD,
+            kafka_port=kafka_port,
+            kafka_controller_port=_port(env, "KAFKA_CONTROLLER_PORT", kafka_port + 1),
+            kafka_external=kafka_external,
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{kafka_port}",
+            role_passwords=passwords,
+        )
+
+    # --- folders -------------------------------------------------------------
+    @property
+    def pg_data(self) -> Path:
+        return self.root / "postgres" / "data"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def kafka_libs(self) -> Path:
+        return REPO_ROOT / "stack" / "kafka-jars" / "target" / "libs"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    def admin_dsn(self, database: str = DATABASE) -> str:
+        return (
+            f"host={self.pg_host} port={self.pg_port} user={self.admin_user} "
+            f"password={self.admin_password} dbname={database} connect_timeout=5"
+        )
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """libpq variables for a service that connects as one of the platform roles."""
+        return {
+            "PGHOST": self.pg_host,
+            "PGPORT": str(self.pg_port),
+            "PGDATABASE": DATABASE,
+            "PGUSER": role,
+            "PGPASSWORD": self.role_passwords[role],
+        }

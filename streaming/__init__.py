@@ -1,0 +1,1 @@
+"""Streaming half of the smart-access platform: contracts, simulator, consumer, sink."""

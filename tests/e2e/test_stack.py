@@ -1,0 +1,125 @@
+"""`make up` / `make status` / `make down` on the real embedded stack.
+
+The stack runs in a temporary folder on free ports, so it never touches the
+user's own `.stack/` or a stack already running on the default ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.cli import port_in_use
+from stack.config import REPO_ROOT
+from stack.ephemeral import free_port, make_tempdir
+
+pytestmark = pytest.mark.e2e
+
+
+def _make(target: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _status(env: dict[str, str]) -> dict[str, list[str]]:
+    result = _make("status", env)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:] if line.strip()]
+    return {row[0]: row for row in rows if len(row) >= 5}
+
+
+@pytest.fixture(scope="module")
+def stack_env() -> Iterator[dict[str, str]]:
+    root = make_tempdir("smart-access-stack-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
+    env.update(
+        SMART_ACCESS_STACK_DIR=str(root),
+        PGPORT=str(free_port()),
+        KAFKA_PORT=str(free_port()),
+        KAFKA_CONTROLLER_PORT=str(free_port()),
+    )
+    try:
+        yield env
+    finally:
+        _make("down", env)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
+    up = _make("up", stack_env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "topics ... ok" in up.stdout
+
+    status = _status(stack_env)
+    for name in ("postgres", "kafka"):
+        assert status[name][1] == "RUNNING", status
+        assert status[name][4] == "yes", status
+
+    # A second `make up` is a no-op: the same processes keep running.
+    again = _make("up", stack_env)
+    assert again.returncode == 0, again.stderr
+    assert _status(stack_env)["kafka"][2] == status["kafka"][2]
+
+    # A crashed broker is restarted by the supervisor.
+    old_pid = int(status["kafka"][2])
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    restarted = False
+    while time.monotonic() < deadline:
+        row = _status(stack_env)["kafka"]
+        if row[1] == "RUNNING" and row[2] != str(old_pid) and row[4] == "yes":
+            restarted = True
+            break
+        time.sleep(1)
+    assert restarted, "the supervisor did not restart the killed broker"
+
+    down = _make("down", stack_env)
+    assert down.returncode == 0, down.stderr
+    ports = [int(stack_env[k]) for k in ("PGPORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT")]
+    assert not any(port_in_use(p) for p in ports), "a listener survived make down"
+    status = _status(stack_env)
+    assert status["postgres"][1] == "DOWN"
+
+    # Data survives a down/up: the migrations are not applied again.
+    up = _make("up", stack_env)
+    assert up.returncode == 0, up.stderr
+    assert "applied 0001" not in up.stdout
+    _make("down", stack_env)
+
+
+def test_port_in_use_is_one_clear_line(stack_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        env = {**stack_env, "PGPORT": str(blocker.getsockname()[1])}
+        result = _make("up", env)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"port {env['PGPORT']}" in errors[0] and "PGPORT=" in errors[0]
+
+
+def test_wipe_refuses_while_running_and_removes_data(stack_env: dict[str, str]) -> None:
+    root = Path(stack_env["SMART_ACCESS_STACK_DIR"])
+    up = _make("up", stack_env)
+    assert up.returncode == 0, up.stderr
+    refused = _make("wipe", stack_env)
+    assert refused.returncode != 0 and "make down" in refused.stderr
+    assert _make("down", stack_env).returncode == 0
+    assert _make("wipe", stack_env).returncode == 0
+    assert not root.exists()

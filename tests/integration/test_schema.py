@@ -1,0 +1,167 @@
+"""Migrations, roles and constraints against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from stack.ephemeral import EphemeralPostgres
+from stack.migrate import apply_migrations, migration_files
+
+LANDING_TABLES = ["access_events", "device_health", "device_registry", "dead_letters"]
+
+
+def _insert_event(cur, offset: int) -> None:
+    cur.execute(
+        """
+        insert into raw.access_events (kafka_topic, kafka_partition, kafka_offset,
+            schema_version, event_id, device_id, household_id, event_ts, event_type,
+            trigger_source)
+        values ('smart-access.events', 0, %s, 1, gen_random_uuid(), 'dev-1', 'hh-1',
+            now(), 'open', 'app')
+        """,
+        (offset,),
+    )
+
+
+def test_migrations_apply_twice_cleanly(pg: EphemeralPostgres) -> None:
+    # The fixture applied them once; a second and third run change nothing.
+    assert apply_migrations(pg.dsn(), pg.role_passwords) == []
+    assert apply_migrations(pg.dsn(), pg.role_passwords) == []
+    with psycopg2.connect(pg.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("select name from ops.schema_migrations order by version")
+        assert [r[0] for r in cur.fetchall()] == [f.name for f in migration_files()]
+
+
+def test_contract_schemas_and_tables_exist(pg_conn) -> None:
+    with pg_conn.cursor() as cur:
+        cur.execute("select nspname from pg_namespace")
+        schemas = {r[0] for r in cur.fetchall()}
+        assert {"raw", "ops", "staging", "intermediate", "marts", "snapshots"} <= schemas
+        cur.execute(
+            "select table_schema || '.' || table_name from information_schema.tables "
+            "where table_schema in ('raw', 'ops')"
+        )
+        tables = {r[0] for r in cur.fetchall()}
+    expected = {f"raw.{t}" for t in LANDING_TABLES} | {"ops.consumer_offsets", "ops.ingest_batches"}
+    assert expected <= tables
+
+
+@pytest.mark.parametrize("table", LANDING_TABLES)
+def test_every_landing_table_has_coordinates_and_ingested_at(pg_conn, table: str) -> None:
+    with pg_conn.cursor() as cur:
+        cur.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'raw' and table_name = %s",
+            (table,),
+        )
+        columns = {r[0] for r in cur.fetchall()}
+        assert {"kafka_topic", "kafka_partition", "kafka_offset", "_ingested_at"} <= columns
+        cur.execute(
+            """
+            select pg_get_indexdef(i.indexrelid) from pg_index i
+            where i.indrelid = %s::regclass and i.indisunique
+            """,
+            (f"raw.{table}",),
+        )
+        unique = [r[0] for r in cur.fetchall()]
+    assert any("(kafka_topic, kafka_partition, kafka_offset)" in d for d in unique)
+
+
+def test_unique_constraint_rejects_duplicate_coordinates(pg_conn) -> None:
+    with pg_conn.cursor() as cur:
+        _insert_event(cur, 10_000)
+        with pytest.raises(psycopg2.errors.UniqueViolation):
+            _insert_event(cur, 10_000)
+
+
+def test_ingested_since_uses_an_index(pg_conn) -> None:
+    with pg_conn.cursor() as cur:
+        cur.execute("set local enable_seqscan = off")
+        cur.execute(
+            "explain select count(*) from raw.access_events "
+            "where _ingested_at > now() - interval '1 hour'"
+        )
+        plan = "\n".join(r[0] for r in cur.fetchall())
+    assert "access_events_ingested_at_brin" in plan
+
+
+def test_analyst_cannot_write(pg: EphemeralPostgres) -> None:
+    conn = psycopg2.connect(pg.dsn(user="smart_access_analyst"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from ops.ingest_batches")
+            assert cur.fetchone()[0] >= 0
+        conn.rollback()
+        with (
+            conn.cursor() as cur,
+            pytest.raises(
+                (psycopg2.errors.ReadOnlySqlTransaction, psycopg2.errors.InsufficientPrivilege)
+            ),
+        ):
+            cur.execute(
+                "insert into ops.consumer_offsets (consumer_group, topic, partition, next_offset)"
+                " values ('x', 'y', 0, 0)"
+            )
+        conn.rollback()
+        with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("select * from raw.access_events")
+    finally:
+        conn.close()
+
+
+def test_loader_lands_rows_but_cannot_drop_or_alter(pg: EphemeralPostgres) -> None:
+    conn = psycopg2.connect(pg.dsn(user="smart_access_loader"))
+    try:
+        with conn.cursor() as cur:
+            _insert_event(cur, 20_000)
+            cur.execute(
+                "insert into ops.consumer_offsets (consumer_group, topic, partition, next_offset)"
+                " values ('g', 'smart-access.events', 0, 20001)"
+            )
+        conn.rollback()
+        for statement in (
+            "drop table raw.access_events",
+            "alter table raw.access_events add column x int",
+            "truncate raw.access_events",
+            "delete from raw.access_events",
+            "create table raw.sneaky (x int)",
+        ):
+            with conn.cursor() as cur, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+            conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_transformer_reads_raw_and_builds_marts(pg: EphemeralPostgres) -> None:
+    conn = psycopg2.connect(pg.dsn(user="smart_access_transformer"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from raw.access_events")
+            cur.execute("create table marts.probe_model as select 1 as one")
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(
+                    "insert into raw.access_events (kafka_topic, kafka_partition, kafka_offset,"
+                    " schema_version, event_id, device_id, household_id, event_ts, event_type,"
+                    " trigger_source) values ('t', 0, 1, 1, gen_random_uuid(), 'd', 'h', now(),"
+                    " 'open', 'app')"
+                )
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_analyst_reads_what_the_transformer_builds(pg: EphemeralPostgres) -> None:
+    with psycopg2.connect(pg.dsn(user="smart_access_transformer")) as conn, conn.cursor() as cur:
+        cur.execute("drop table if exists marts.probe_shared")
+        cur.execute("create table marts.probe_shared as select 42 as answer")
+    with psycopg2.connect(pg.dsn(user="smart_access_analyst")) as conn, conn.cursor() as cur:
+        cur.execute("select answer from marts.probe_shared")
+        assert cur.fetchone() == (42,)
+
+
+def test_wrong_password_is_refused(pg: EphemeralPostgres) -> None:
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(pg.dsn(user="smart_access_analyst", password="wrong"))
