@@ -1,0 +1,304 @@
+"""Read-only views of a Kafka cluster for the topic inspector.
+
+Everything here only reads: metadata, configs, watermarks, committed offsets and
+records fetched with `assign()` (no group join, no commit). The Streamlit pages call
+these functions; they are plain Python so they can be used and tested without a UI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
+
+__all__ = [
+    "REASON_HEADERS",
+    "GroupLag",
+    "Message",
+    "PartitionLag",
+    "PartitionOffsets",
+    "TopicInfo",
+    "consumer_groups",
+    "dead_letter_reason",
+    "latest_messages",
+    "topics",
+]
+
+logger = logging.getLogger(__name__)
+
+# DLQ records carry the reason they were rejected in a header; the first of these
+# names that is present is shown as the reason (all headers are shown as well).
+REASON_HEADERS = ("error_kind", "error.kind", "dlq.error.kind", "reason", "x-error-kind")
+DETAIL_HEADERS = ("error_detail", "error.detail", "dlq.error.detail", "detail")
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    partition: int
+    start_offset: int
+    end_offset: int
+
+    @property
+    def messages(self) -> int:
+        """Records between the start and end offsets (an upper bound for compacted topics)."""
+        return max(self.end_offset - self.start_offset, 0)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    partitions: list[PartitionOffsets]
+    cleanup_policy: str
+    retention_ms: int | None
+    configs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def end_offsets(self) -> int:
+        return sum(p.end_offset for p in self.partitions)
+
+    @property
+    def messages(self) -> int:
+        return sum(p.messages for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed_offset: int | None
+    end_offset: int
+
+    @property
+    def lag(self) -> int:
+        """Records not yet consumed; without a commit, the whole partition counts."""
+        return max(self.end_offset - (self.committed_offset or 0), 0)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group_id: str
+    state: str
+    members: int
+    partitions: list[PartitionLag]
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None
+    key: str | None
+    headers: dict[str, str]
+    value: str
+    is_json: bool
+
+
+def _admin(config: dict[str, Any]) -> AdminClient:
+    return AdminClient(config)
+
+
+def _decode(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.hex()
+
+
+def _watermarks(
+    admin: AdminClient, partitions: list[TopicPartition], timeout: float
+) -> dict[tuple[str, int], tuple[int, int]]:
+    if not partitions:
+        return {}
+    result: dict[tuple[str, int], list[int]] = {}
+    for spec, index in ((OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 1)):
+        futures = admin.list_offsets(
+            {TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+            request_timeout=timeout,
+        )
+        for tp, future in futures.items():
+            result.setdefault((tp.topic, tp.partition), [0, 0])[index] = future.result().offset
+    return {k: (v[0], v[1]) for k, v in result.items()}
+
+
+def topics(
+    config: dict[str, Any], include_internal: bool = False, timeout: float = 10.0
+) -> list[TopicInfo]:
+    """Every topic with its partitions, start/end offsets, cleanup policy and retention."""
+    admin = _admin(config)
+    metadata = admin.list_topics(timeout=timeout)
+    names = sorted(
+        name for name in metadata.topics if include_internal or not name.startswith("__")
+    )
+    if not names:
+        return []
+    partitions = [
+        TopicPartition(name, pid) for name in names for pid in metadata.topics[name].partitions
+    ]
+    marks = _watermarks(admin, partitions, timeout)
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
+    configs: dict[str, dict[str, str]] = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        entries = future.result()
+        configs[resource.name] = {k: str(v.value) for k, v in entries.items()}
+    found = []
+    for name in names:
+        conf = configs.get(name, {})
+        retention = conf.get("retention.ms")
+        found.append(
+            TopicInfo(
+                name=name,
+                partitions=[
+                    PartitionOffsets(pid, *marks[(name, pid)])
+                    for pid in sorted(metadata.topics[name].partitions)
+                ],
+                cleanup_policy=conf.get("cleanup.policy", "?"),
+                retention_ms=int(retention) if retention not in (None, "None") else None,
+                configs=conf,
+            )
+        )
+    return found
+
+
+def consumer_groups(config: dict[str, Any], timeout: float = 10.0) -> list[GroupLag]:
+    """Every consumer group with its committed offsets and lag per partition."""
+    admin = _admin(config)
+    listing = admin.list_consumer_groups(request_timeout=timeout).result()
+    group_ids = sorted(g.group_id for g in listing.valid)
+    if not group_ids:
+        return []
+    descriptions = {
+        gid: future.result()
+        for gid, future in admin.describe_consumer_groups(
+            group_ids, request_timeout=timeout
+        ).items()
+    }
+    committed: dict[str, list[TopicPartition]] = {}
+    for gid in group_ids:
+        # One group per request: the client accepts a single group per call.
+        futures = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(gid)], request_timeout=timeout
+        )
+        committed[gid] = next(iter(futures.values())).result().topic_partitions or []
+    all_tps = [tp for tps in committed.values() for tp in tps]
+    marks = _watermarks(admin, [TopicPartition(tp.topic, tp.partition) for tp in all_tps], timeout)
+    groups = []
+    for gid in group_ids:
+        desc = descriptions[gid]
+        rows = [
+            PartitionLag(
+                topic=tp.topic,
+                partition=tp.partition,
+                committed_offset=tp.offset if tp.offset >= 0 else None,
+                end_offset=marks[(tp.topic, tp.partition)][1],
+            )
+            for tp in sorted(committed[gid], key=lambda t: (t.topic, t.partition))
+        ]
+        groups.append(
+            GroupLag(
+                group_id=gid,
+                state=str(desc.state).rsplit(".", 1)[-1],
+                members=len(desc.members),
+                partitions=rows,
+            )
+        )
+    return groups
+
+
+def pretty(value: bytes | None) -> tuple[str, bool]:
+    """The record value as indented JSON when it is JSON, else as text (or hex)."""
+    if value is None:
+        return "null", False
+    text = _decode(value) or ""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True), True
+    except ValueError:
+        return text, False
+
+
+def latest_messages(
+    config: dict[str, Any],
+    topic: str,
+    partition: int | None = None,
+    limit: int = 20,
+    timeout: float = 10.0,
+) -> list[Message]:
+    """The last `limit` records of each chosen partition, newest first."""
+    admin = _admin(config)
+    metadata = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise KafkaException(f"topic {topic!r} does not exist")
+    pids = sorted(metadata.partitions) if partition is None else [partition]
+    marks = _watermarks(admin, [TopicPartition(topic, p) for p in pids], timeout)
+    assignment = []
+    remaining: dict[int, int] = {}
+    for pid in pids:
+        low, high = marks[(topic, pid)]
+        if high > low:
+            assignment.append(TopicPartition(topic, pid, max(low, high - limit)))
+            remaining[pid] = high
+    if not assignment:
+        return []
+    consumer = Consumer(
+        {
+            **config,
+            # A private, never-committed group id: browsing joins no group and moves no offset.
+            "group.id": f"smart-access-inspector-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    found: list[Message] = []
+    try:
+        consumer.assign(assignment)
+        deadline = datetime.now(UTC).timestamp() + timeout
+        while remaining and datetime.now(UTC).timestamp() < deadline:
+            record = consumer.poll(0.5)
+            if record is None:
+                continue
+            if record.error() is not None:
+                logger.warning("fetch error on %s: %s", topic, record.error())
+                continue
+            pid, offset = record.partition(), record.offset()
+            kind, ts = record.timestamp()
+            value, is_json = pretty(record.value())
+            found.append(
+                Message(
+                    topic=topic,
+                    partition=pid,
+                    offset=offset,
+                    timestamp=datetime.fromtimestamp(ts / 1000, UTC) if kind and ts > 0 else None,
+                    key=_decode(record.key()),
+                    headers={k: _decode(v) or "" for k, v in (record.headers() or [])},
+                    value=value,
+                    is_json=is_json,
+                )
+            )
+            if offset + 1 >= remaining.get(pid, 0):
+                remaining.pop(pid, None)
+    finally:
+        consumer.close()
+    found.sort(key=lambda m: (m.timestamp or datetime.min.replace(tzinfo=UTC), m.offset))
+    found.reverse()
+    return found
+
+
+def dead_letter_reason(headers: dict[str, str]) -> tuple[str, str]:
+    """(reason, detail) of a DLQ record from its headers; '?' when none is present."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    reason = next((lowered[h] for h in REASON_HEADERS if h in lowered), "?")
+    detail = next((lowered[h] for h in DETAIL_HEADERS if h in lowered), "")
+    return reason, detail

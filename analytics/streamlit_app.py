@@ -1,0 +1,37 @@
+"""Smart-access analytics dashboard: `streamlit run analytics/streamlit_app.py`.
+
+Reads the dbt marts and the ops tables through `st.connection` as the read-only
+`smart_access_analyst` role (PG* variables); never writes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts only this folder on sys.path; the pages import `analytics.*`.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+st.set_page_config(page_title="Smart access", page_icon=":material/garage_home:", layout="wide")
+
+pages = st.navigation(
+    {
+        "Analytics": [
+            st.Page(
+                "pages/overview.py", title="Overview", icon=":material/dashboard:", default=True
+            ),
+            st.Page("pages/activity.py", title="Activity", icon=":material/timeline:"),
+            st.Page("pages/devices.py", title="Devices", icon=":material/sensors:"),
+            st.Page("pages/device.py", title="Device", icon=":material/search:"),
+            st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+        ],
+        "Operations": [
+            st.Page("pages/pipeline.py", title="Pipeline health", icon=":material/monitor_heart:"),
+        ],
+    }
+)
+pages.run()
