@@ -9,7 +9,9 @@ show what to do rather than a traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -66,13 +68,25 @@ def _first_line(exc: DBAPIError) -> str:
     return (str(exc.orig).strip().splitlines() or ["?"])[0]
 
 
+def _frame(rows: Sequence[Any], columns: list[str]) -> pd.DataFrame:
+    """Rows as a frame; PostgreSQL numerics (Decimal) become floats for charts."""
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    for column in frame.columns:
+        if frame[column].dtype == object and any(
+            isinstance(v, Decimal) for v in frame[column].head(50)
+        ):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
 @st.cache_data(ttl=QUERY_TTL_SECONDS, max_entries=512, show_spinner=False)
 def _cached(url: str, sql: str, params: tuple[tuple[str, Any], ...]) -> pd.DataFrame:
     engine = st.connection("sql", type="sql", url=url, pool_pre_ping=True)._instance
     try:
         with engine.connect() as conn:
             bound = {k: list(v) if isinstance(v, tuple) else v for k, v in params}
-            return pd.read_sql_query(sa.text(sql), conn, params=bound)
+            result = conn.execute(sa.text(sql), bound)
+            return _frame(result.fetchall(), list(result.keys()))
     except OperationalError as exc:
         raise _Absent(_first_line(exc), unavailable=True) from None
     except DBAPIError as exc:

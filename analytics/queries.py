@@ -1,4 +1,4 @@
-"""Every SQL statement the dashboard runs, in one place.
+"""Every SQL statement the dashboard and the inspector run, in one place.
 
 The marts are built by dbt (dbt_project/models/marts) and the ops tables by the
 migrations; if a column is renamed there, this is the only file to change. Each
@@ -8,23 +8,25 @@ user. Parameters are always bound (`:name`), never formatted into the text.
 Columns relied on (relation: columns)
 - marts.fct_access_events: event_id, event_at, device_id, household_id, event_type,
   trigger_source, failure_reason, region, device_type, model
-- marts.agg_access_15min: window_start_at, household_id, region, device_type, model,
-  event_type, trigger_source, event_count
+- marts.agg_access_15min (device x 15-min window): device_id, window_start_at,
+  event_count, open_count, close_count, fail_count
+- marts.agg_access_hourly (hour x household x region x device type x model):
+  hour_start_at, household_id, region, device_type, model, event_count, open_count,
+  close_count, fail_count ('unknown' for attributes the registry does not give)
 - marts.device_status_current: device_id, household_id, region, device_type, model,
-  firmware_version, status, battery_pct, signal_strength_dbm, is_online,
-  last_reported_at, last_event_at, health_state
-- marts.fct_device_health_hourly: device_id, hour_at, report_count, battery_pct_avg,
-  battery_pct_min, signal_strength_dbm_avg, is_online
-- marts.dim_device (SCD2): device_id, household_id, device_type, model, firmware_version,
-  status, region, valid_from, valid_to, is_current
-- marts.dim_household: household_id, region
-- marts.fct_alerts: alert_id, device_id, household_id, alert_type, severity, opened_at,
-  resolved_at
-- ops.ingest_batches, ops.consumer_offsets: as in stack/migrations/0002
-- ops.pipeline_runs: dag_id, run_id, state, started_at, finished_at
-- ops.dbt_results: run_id, unique_id, resource_type, status, failures, message,
-  execution_time_s, finished_at
-- raw.dead_letters: as in stack/migrations/0002 (read grant in migration 0040)
+  device_status, firmware_version, battery_pct, signal_strength_dbm, is_online,
+  last_health_report_at, last_event_at, failure_rate_24h, health_state
+- marts.fct_device_health_hourly: device_id, hour_start_at, report_count,
+  battery_min_pct, battery_avg_pct, signal_avg_dbm, online_ratio
+- marts.dim_device (SCD2): device_id, household_id, device_type, model,
+  firmware_version, device_status, region, valid_from_at, valid_to_at, is_current
+- marts.fct_alerts: alert_id, alert_type, severity, device_id, household_id,
+  started_at, ended_at, is_open
+- staging.stg_smart_access__dead_letters: kafka_topic, kafka_partition, kafka_offset,
+  kafka_key, error_kind, error_detail, payload_bytes, ingested_at
+- ops.ingest_batches, ops.consumer_offsets (migration 0002); ops.dbt_runs,
+  ops.dbt_node_results, ops.source_freshness (0020); ops.pipeline_runs,
+  ops.pipeline_consumer_lag (0030)
 """
 
 from __future__ import annotations
@@ -33,16 +35,18 @@ from dataclasses import dataclass
 
 __all__ = ["LOW_BATTERY_PCT", "SORTABLE_DEVICE_COLUMNS", "Query"]
 
-LOW_BATTERY_PCT = 20
+# Same threshold as the dbt var `low_battery_pct` (device_status_current, fct_alerts).
+LOW_BATTERY_PCT = 15
 
 # Columns the device table may be sorted by: the ORDER BY is picked from this map,
 # never formatted from user input.
 SORTABLE_DEVICE_COLUMNS = {
     "device_id": "device_id",
+    "health_state": "health_state",
     "battery_pct": "battery_pct",
     "signal_strength_dbm": "signal_strength_dbm",
-    "last_reported_at": "last_reported_at",
-    "health_state": "health_state",
+    "last_health_report_at": "last_health_report_at",
+    "failure_rate_24h": "failure_rate_24h",
     "firmware_version": "firmware_version",
 }
 
@@ -60,30 +64,49 @@ def _q(name: str, relations: tuple[str, ...], sql: str) -> Query:
 
 FCT_EVENTS = "marts.fct_access_events"
 AGG_15MIN = "marts.agg_access_15min"
+AGG_HOURLY = "marts.agg_access_hourly"
 STATUS = "marts.device_status_current"
 HEALTH_HOURLY = "marts.fct_device_health_hourly"
 DIM_DEVICE = "marts.dim_device"
-DIM_HOUSEHOLD = "marts.dim_household"
 ALERTS = "marts.fct_alerts"
+DEAD_LETTERS = "staging.stg_smart_access__dead_letters"
+
+# The start of the current (incomplete) 15-minute window; KPIs compare whole windows.
+_WINDOW_NOW = "date_bin(interval '15 minutes', now(), timestamptz '2000-01-01')"
 
 # --- Overview --------------------------------------------------------------------
 
 EVENT_KPIS = _q(
     "event_kpis",
-    (FCT_EVENTS,),
-    """
+    (AGG_15MIN,),
+    f"""
+    with bounds as (select {_WINDOW_NOW} as current_window_at)
     select
-        count(*) filter (where event_at > now() - interval '15 minutes') as events_15m,
-        count(*) filter (where event_at > now() - interval '30 minutes'
-                           and event_at <= now() - interval '15 minutes') as events_15m_prev,
-        count(*) filter (where event_at > now() - interval '24 hours') as events_24h,
-        count(*) filter (where event_at <= now() - interval '24 hours') as events_24h_prev,
-        count(*) filter (where event_at > now() - interval '24 hours'
-                           and event_type = 'fail') as failures_24h,
-        count(*) filter (where event_at <= now() - interval '24 hours'
-                           and event_type = 'fail') as failures_24h_prev
-    from marts.fct_access_events
-    where event_at > now() - interval '48 hours' and event_at <= now()
+        b.current_window_at,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at >= b.current_window_at - interval '15 minutes'), 0)
+            as events_15m,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at >= b.current_window_at - interval '30 minutes'
+              and w.window_start_at < b.current_window_at - interval '15 minutes'), 0)
+            as events_15m_prev,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at >= b.current_window_at - interval '24 hours'), 0)
+            as events_24h,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at < b.current_window_at - interval '24 hours'), 0)
+            as events_24h_prev,
+        coalesce(sum(w.fail_count) filter (
+            where w.window_start_at >= b.current_window_at - interval '24 hours'), 0)
+            as failures_24h,
+        coalesce(sum(w.fail_count) filter (
+            where w.window_start_at < b.current_window_at - interval '24 hours'), 0)
+            as failures_24h_prev
+    from bounds as b
+    left join marts.agg_access_15min as w
+        on w.window_start_at >= b.current_window_at - interval '48 hours'
+       and w.window_start_at < b.current_window_at
+    group by b.current_window_at
     """,
 )
 
@@ -96,14 +119,14 @@ DEVICE_KPIS = _q(
             count(*) filter (where is_online) as devices_online,
             count(*) filter (where battery_pct < :low_battery_pct) as low_battery
         from marts.device_status_current
-        where status = 'active'
+        where device_status = 'active'
     ),
     previous_hour as (
         select
-            count(*) filter (where is_online) as devices_online,
-            count(*) filter (where battery_pct_min < :low_battery_pct) as low_battery
+            count(*) filter (where online_ratio > 0) as devices_online,
+            count(*) filter (where battery_min_pct < :low_battery_pct) as low_battery
         from marts.fct_device_health_hourly
-        where hour_at = date_trunc('hour', now()) - interval '1 hour'
+        where hour_start_at = date_trunc('hour', now()) - interval '1 hour'
     )
     select
         c.devices_online,
@@ -120,10 +143,10 @@ ALERT_KPIS = _q(
     (ALERTS,),
     """
     select
-        count(*) filter (where resolved_at is null) as open_alerts,
+        count(*) filter (where is_open) as open_alerts,
         count(*) filter (
-            where opened_at <= now() - interval '24 hours'
-              and (resolved_at is null or resolved_at > now() - interval '24 hours')
+            where started_at <= now() - interval '24 hours'
+              and (ended_at is null or ended_at > now() - interval '24 hours')
         ) as open_alerts_prev
     from marts.fct_alerts
     """,
@@ -132,66 +155,86 @@ ALERT_KPIS = _q(
 EVENTS_PER_15MIN = _q(
     "events_per_15min",
     (AGG_15MIN,),
-    """
-    select window_start_at, event_type, sum(event_count)::bigint as events
-    from marts.agg_access_15min
-    where window_start_at > now() - cast(:lookback as interval)
-    group by window_start_at, event_type
-    order by window_start_at, event_type
+    f"""
+    select w.window_start_at, t.event_type, sum(t.events)::bigint as events
+    from marts.agg_access_15min as w
+    cross join lateral (
+        values ('open', w.open_count), ('close', w.close_count), ('fail', w.fail_count)
+    ) as t (event_type, events)
+    where w.window_start_at >= {_WINDOW_NOW} - interval '24 hours'
+    group by w.window_start_at, t.event_type
+    order by w.window_start_at, t.event_type
     """,
 )
 
 # --- Activity ----------------------------------------------------------------------
+# The range starts on a whole hour, `:lookback` before the current hour, and runs to
+# now; the hourly rollup and the events agree on it exactly.
 
-_ACTIVITY_FILTER = """
-    where window_start_at >= now() - cast(:lookback as interval)
-      and (cardinality(cast(:regions as text[])) = 0 or region = any(cast(:regions as text[])))
+_RANGE_START = "date_trunc('hour', now()) - cast(:lookback as interval)"
+_DIMENSION_FILTER = """
+      and (cardinality(cast(:regions as text[])) = 0
+           or {region} = any(cast(:regions as text[])))
       and (cardinality(cast(:device_types as text[])) = 0
-           or device_type = any(cast(:device_types as text[])))
-      and (cardinality(cast(:models as text[])) = 0 or model = any(cast(:models as text[])))
+           or {device_type} = any(cast(:device_types as text[])))
+      and (cardinality(cast(:models as text[])) = 0
+           or {model} = any(cast(:models as text[])))
       and (cast(:household_id as text) = '' or household_id = cast(:household_id as text))
 """
 
 ACTIVITY_BY_TYPE = _q(
     "activity_by_type",
-    (AGG_15MIN,),
+    (AGG_HOURLY,),
     f"""
     select
-        date_bin(cast(:grain as interval), window_start_at, timestamptz '2000-01-01') as bucket_at,
-        event_type,
-        sum(event_count)::bigint as events
-    from marts.agg_access_15min
-    {_ACTIVITY_FILTER}
+        date_bin(cast(:grain as interval), h.hour_start_at, timestamptz '2000-01-01')
+            as bucket_at,
+        t.event_type,
+        sum(t.events)::bigint as events
+    from marts.agg_access_hourly as h
+    cross join lateral (
+        values ('open', h.open_count), ('close', h.close_count), ('fail', h.fail_count)
+    ) as t (event_type, events)
+    where h.hour_start_at >= {_RANGE_START}
+    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
     group by 1, 2
+    having sum(t.events) > 0
     order by 1, 2
     """,
 )
 
 ACTIVITY_BY_SOURCE = _q(
     "activity_by_source",
-    (AGG_15MIN,),
+    (FCT_EVENTS,),
     f"""
     select
-        date_bin(cast(:grain as interval), window_start_at, timestamptz '2000-01-01') as bucket_at,
+        date_bin(cast(:grain as interval), event_at, timestamptz '2000-01-01') as bucket_at,
         trigger_source,
-        sum(event_count)::bigint as events
-    from marts.agg_access_15min
-    {_ACTIVITY_FILTER}
+        count(*) as events
+    from marts.fct_access_events
+    where event_at >= {_RANGE_START}
+    {
+        _DIMENSION_FILTER.format(
+            region="coalesce(region, 'unknown')",
+            device_type="coalesce(device_type, 'unknown')",
+            model="coalesce(model, 'unknown')",
+        )
+    }
     group by 1, 2
     order by 1, 2
     """,
 )
 
-ACTIVITY_FILTER_OPTIONS = _q(
-    "activity_filter_options",
+FILTER_OPTIONS = _q(
+    "filter_options",
     (DIM_DEVICE,),
     """
-    select distinct 'region' as kind, region as value
-    from marts.dim_device where is_current and region is not null
+    select distinct 'region' as kind, coalesce(region, 'unknown') as value
+    from marts.dim_device
     union
-    select distinct 'device_type', device_type from marts.dim_device where is_current
+    select distinct 'device_type', device_type from marts.dim_device
     union
-    select distinct 'model', model from marts.dim_device where is_current
+    select distinct 'model', model from marts.dim_device
     order by 1, 2
     """,
 )
@@ -208,9 +251,9 @@ DEVICE_STATUS = _q(
     "device_status",
     (STATUS,),
     f"""
-    select device_id, household_id, region, device_type, model, firmware_version, status,
-           health_state, is_online, battery_pct, signal_strength_dbm,
-           last_reported_at, last_event_at
+    select device_id, household_id, region, device_type, model, device_status,
+           health_state, is_online, battery_pct, signal_strength_dbm, failure_rate_24h,
+           firmware_version, last_health_report_at, last_event_at
     from marts.device_status_current
     where (cast(:search as text) = ''
            or device_id ilike '%' || cast(:search as text) || '%'
@@ -237,7 +280,7 @@ BATTERY_DISTRIBUTION = _q(
     """
     select least(battery_pct / 10, 9) * 10 as battery_bucket_pct, count(*) as devices
     from marts.device_status_current
-    where status = 'active'
+    where device_status = 'active' and battery_pct is not null
     group by 1
     order by 1
     """,
@@ -249,7 +292,7 @@ SIGNAL_DISTRIBUTION = _q(
     """
     select floor(signal_strength_dbm / 10.0)::int * 10 as signal_bucket_dbm, count(*) as devices
     from marts.device_status_current
-    where status = 'active'
+    where device_status = 'active' and signal_strength_dbm is not null
     group by 1
     order by 1
     """,
@@ -259,11 +302,11 @@ OFFLINE_DEVICES = _q(
     "offline_devices",
     (STATUS,),
     """
-    select device_id, household_id, region, device_type, model, last_reported_at,
+    select device_id, household_id, region, device_type, model, last_health_report_at,
            battery_pct
     from marts.device_status_current
-    where status = 'active' and not is_online
-    order by last_reported_at nulls first, device_id
+    where device_status = 'active' and not is_online
+    order by last_health_report_at nulls first, device_id
     limit 500
     """,
 )
@@ -274,7 +317,7 @@ FIRMWARE_VERSIONS = _q(
     """
     select firmware_version, device_type, count(*) as devices
     from marts.device_status_current
-    where status = 'active'
+    where device_status = 'active'
     group by 1, 2
     order by 1, 2
     """,
@@ -285,18 +328,18 @@ FIRMWARE_VERSIONS = _q(
 DEVICE_IDS = _q(
     "device_ids",
     (DIM_DEVICE,),
-    "select distinct device_id from marts.dim_device order by 1 limit 5000",
+    "select device_id from marts.dim_device where is_current order by 1 limit 10000",
 )
 
 DEVICE_HISTORY = _q(
     "device_history",
     (DIM_DEVICE,),
     """
-    select valid_from, valid_to, is_current, household_id, device_type, model,
-           firmware_version, status, region
+    select valid_from_at, valid_to_at, is_current, household_id, device_type, model,
+           firmware_version, device_status, region
     from marts.dim_device
     where device_id = :device_id
-    order by valid_from
+    order by valid_from_at
     """,
 )
 
@@ -316,11 +359,11 @@ DEVICE_HEALTH = _q(
     "device_health",
     (HEALTH_HOURLY,),
     """
-    select hour_at, report_count, battery_pct_avg, battery_pct_min,
-           signal_strength_dbm_avg, is_online
+    select hour_start_at, report_count, battery_avg_pct, battery_min_pct, signal_avg_dbm,
+           online_ratio
     from marts.fct_device_health_hourly
-    where device_id = :device_id and hour_at > now() - interval '7 days'
-    order by hour_at
+    where device_id = :device_id and hour_start_at > now() - interval '7 days'
+    order by hour_start_at
     """,
 )
 
@@ -340,7 +383,7 @@ OPEN_ALERTS_BY_TYPE = _q(
     select alert_type, severity, count(*) as open_alerts
     from marts.fct_alerts
     {_ALERT_FILTER}
-      and resolved_at is null
+      and is_open
     group by 1, 2
     order by 1, 2
     """,
@@ -350,14 +393,15 @@ RECENT_ALERTS = _q(
     "recent_alerts",
     (ALERTS,),
     f"""
-    select alert_id, alert_type, severity, device_id, household_id, opened_at, resolved_at,
-           resolved_at is null as is_open,
-           round((extract(epoch from coalesce(resolved_at, now()) - opened_at) / 60)::numeric, 1)
-               as duration_minutes
+    select alert_id, alert_type, severity, is_open, device_id, household_id, started_at,
+           ended_at,
+           round((extract(epoch from coalesce(ended_at, now()) - started_at) / 60)::numeric, 1)
+               as duration_minutes,
+           started_at > now() - cast(:lookback as interval) as in_range
     from marts.fct_alerts
     {_ALERT_FILTER}
-      and (opened_at > now() - cast(:lookback as interval) or resolved_at is null)
-    order by opened_at desc
+      and (started_at > now() - cast(:lookback as interval) or is_open)
+    order by started_at desc
     limit 1000
     """,
 )
@@ -367,16 +411,16 @@ ALERT_DURATIONS = _q(
     (ALERTS,),
     f"""
     select alert_type,
-           count(*) as resolved_alerts,
+           count(*) as ended_alerts,
            round((percentile_cont(0.5) within group (
-               order by extract(epoch from resolved_at - opened_at)) / 60)::numeric, 1)
+               order by extract(epoch from ended_at - started_at)) / 60)::numeric, 1)
                as median_minutes,
-           round((max(extract(epoch from resolved_at - opened_at)) / 60)::numeric, 1)
+           round((max(extract(epoch from ended_at - started_at)) / 60)::numeric, 1)
                as max_minutes
     from marts.fct_alerts
     {_ALERT_FILTER}
-      and resolved_at is not null
-      and opened_at > now() - cast(:lookback as interval)
+      and not is_open
+      and started_at > now() - cast(:lookback as interval)
     group by 1
     order by 1
     """,
@@ -422,10 +466,20 @@ RAW_FRESHNESS = _q(
     select
         max(committed_at) as last_batch_at,
         extract(epoch from now() - max(committed_at))::bigint as seconds_since_last_batch,
-        max(max_event_at) filter (where events_valid > 0) as last_event_at,
-        max(committed_at) filter (where health_valid > 0) as last_health_batch_at,
-        max(committed_at) filter (where devices_valid > 0) as last_registry_batch_at
+        max(max_event_at) filter (where events_valid > 0) as newest_event_at
     from ops.ingest_batches
+    """,
+)
+
+SOURCE_FRESHNESS = _q(
+    "source_freshness",
+    ("ops.source_freshness",),
+    """
+    select distinct on (table_name)
+        table_name, status, max_loaded_at, round(age_seconds::numeric, 0) as age_seconds,
+        snapshotted_at
+    from ops.source_freshness
+    order by table_name, snapshotted_at desc
     """,
 )
 
@@ -434,10 +488,24 @@ CONSUMER_LAG = _q(
     ("ops.ingest_batches",),
     """
     select distinct on (consumer_id)
-        consumer_id, consumer_group, committed_at, consumer_lag
+        consumer_id, consumer_group, committed_at as reported_at, consumer_lag
     from ops.ingest_batches
     where committed_at > now() - interval '1 hour'
     order by consumer_id, committed_at desc
+    """,
+)
+
+PARTITION_LAG = _q(
+    "partition_lag",
+    ("ops.pipeline_consumer_lag",),
+    """
+    select consumer_group, topic, partition, committed_offset, end_offset, lag, measured_at
+    from ops.pipeline_consumer_lag
+    where (dag_id, run_id) = (
+        select dag_id, run_id from ops.pipeline_consumer_lag
+        order by measured_at desc limit 1
+    )
+    order by consumer_group, topic, partition
     """,
 )
 
@@ -455,50 +523,37 @@ PIPELINE_RUNS = _q(
     "pipeline_runs",
     ("ops.pipeline_runs",),
     """
-    select run_id, dag_id, state, started_at, finished_at,
-           round(extract(epoch from finished_at - started_at)::numeric, 1) as duration_s
+    select run_id, state, started_at, finished_at,
+           round(duration_seconds::numeric, 1) as duration_s, gate_status,
+           consumer_lag_total, round(raw_freshness_seconds::numeric, 0) as raw_freshness_s,
+           models_succeeded, models_failed, tests_passed, tests_failed, failed_task, error
     from ops.pipeline_runs
     order by started_at desc
     limit 20
     """,
 )
 
-DBT_TEST_RESULTS = _q(
-    "dbt_test_results",
-    ("ops.dbt_results",),
-    """
-    select run_id,
-           count(*) filter (where status = 'pass') as tests_passed,
-           count(*) filter (where status in ('fail', 'error')) as tests_failed,
-           count(*) filter (where status = 'warn') as tests_warned,
-           max(finished_at) as finished_at
-    from ops.dbt_results
-    where resource_type = 'test'
-    group by run_id
-    order by max(finished_at) desc
-    limit 20
-    """,
-)
-
 FAILED_DBT_TESTS = _q(
     "failed_dbt_tests",
-    ("ops.dbt_results",),
+    ("ops.dbt_node_results", "ops.dbt_runs"),
     """
-    select run_id, unique_id, status, failures, message, finished_at
-    from ops.dbt_results
-    where resource_type = 'test' and status in ('fail', 'error', 'warn')
-    order by finished_at desc
+    select r.finished_at, n.node_name, n.status, n.failures, n.message, n.invocation_id
+    from ops.dbt_node_results as n
+    join ops.dbt_runs as r using (invocation_id)
+    where n.resource_type = 'test' and n.status in ('fail', 'error', 'warn')
+      and r.started_at > now() - interval '7 days'
+    order by r.finished_at desc, n.node_name
     limit 50
     """,
 )
 
 DEAD_LETTERS_BY_REASON = _q(
     "dead_letters_by_reason",
-    ("raw.dead_letters",),
+    (DEAD_LETTERS,),
     """
-    select error_kind, kafka_topic, count(*) as dead_letters, max(_ingested_at) as last_at
-    from raw.dead_letters
-    where _ingested_at > now() - cast(:lookback as interval)
+    select error_kind, kafka_topic, count(*) as dead_letters, max(ingested_at) as last_at
+    from staging.stg_smart_access__dead_letters
+    where ingested_at > now() - cast(:lookback as interval)
     group by 1, 2
     order by 3 desc, 1, 2
     """,
@@ -506,16 +561,14 @@ DEAD_LETTERS_BY_REASON = _q(
 
 DEAD_LETTER_SAMPLES = _q(
     "dead_letter_samples",
-    ("raw.dead_letters",),
+    (DEAD_LETTERS,),
     """
-    select _ingested_at as ingested_at, error_kind, error_detail, kafka_topic,
-           kafka_partition, kafka_offset,
-           encode(kafka_key, 'escape') as key,
-           left(encode(payload, 'escape'), 500) as payload
-    from raw.dead_letters
-    where _ingested_at > now() - cast(:lookback as interval)
+    select ingested_at, error_kind, error_detail, kafka_topic, kafka_partition, kafka_offset,
+           kafka_key, payload_bytes
+    from staging.stg_smart_access__dead_letters
+    where ingested_at > now() - cast(:lookback as interval)
       and (cast(:error_kind as text) = '' or error_kind = cast(:error_kind as text))
-    order by _ingested_at desc
+    order by ingested_at desc
     limit :row_limit
     """,
 )

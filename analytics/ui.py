@@ -23,10 +23,11 @@ __all__ = [
 TIME_ZONE = "UTC"
 NO_MARTS = "No marts yet — enable the DAG in Airflow or run `make transform`."
 
+# label -> (lookback interval, chart grain)
 LOOKBACKS = {
-    "last hour": ("1 hour", "15 minutes"),
-    "last 6 hours": ("6 hours", "15 minutes"),
-    "last 24 hours": ("24 hours", "15 minutes"),
+    "last hour": ("1 hour", "1 hour"),
+    "last 6 hours": ("6 hours", "1 hour"),
+    "last 24 hours": ("24 hours", "1 hour"),
     "last 7 days": ("7 days", "1 hour"),
     "last 30 days": ("30 days", "1 day"),
 }
@@ -41,13 +42,8 @@ def show_absent(result: Missing | Unavailable, what: str = "") -> None:
         )
         return
     relations = ", ".join(f"`{r}`" for r in result.relations)
-    if any(r.startswith("marts.") for r in result.relations):
+    if any(r.startswith(("marts.", "staging.")) for r in result.relations):
         st.info(f"{NO_MARTS} ({what or 'this section'} reads {relations}: {result.detail})")
-    elif "raw.dead_letters" in result.relations:
-        st.info(
-            f"Dead letters are not readable ({result.detail}). Run `make migrate` to apply the "
-            "grant that lets the dashboard read `raw.dead_letters`."
-        )
     else:
         st.info(
             f"Nothing recorded yet in {relations} ({result.detail}). Run `make migrate`, "

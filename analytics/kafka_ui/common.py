@@ -45,7 +45,7 @@ def _messages(
 
 def fetch(kind: str, *args: Any) -> Any:
     """topics / groups / messages from the cluster, or None after showing the error."""
-    call = {"topics": _topics, "groups": _groups, "messages": _messages}[kind]
+    call: Any = {"topics": _topics, "groups": _groups, "messages": _messages}[kind]
     try:
         return call(_config(), *args)
     except KafkaException as exc:

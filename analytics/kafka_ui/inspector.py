@@ -117,6 +117,12 @@ def _decode(raw: bytes | None) -> str | None:
         return raw.hex()
 
 
+def _as_bytes(raw: object) -> bytes | None:
+    if raw is None or isinstance(raw, bytes):
+        return raw
+    return str(raw).encode("utf-8")
+
+
 def _watermarks(
     admin: AdminClient, partitions: list[TopicPartition], timeout: float
 ) -> dict[tuple[str, int], tuple[int, int]]:
@@ -165,7 +171,7 @@ def topics(
                     for pid in sorted(metadata.topics[name].partitions)
                 ],
                 cleanup_policy=conf.get("cleanup.policy", "?"),
-                retention_ms=int(retention) if retention not in (None, "None") else None,
+                retention_ms=int(retention) if retention and retention != "None" else None,
                 configs=conf,
             )
         )
@@ -272,17 +278,19 @@ def latest_messages(
             if record.error() is not None:
                 logger.warning("fetch error on %s: %s", topic, record.error())
                 continue
-            pid, offset = record.partition(), record.offset()
+            pid, offset = record.partition() or 0, record.offset() or 0
             kind, ts = record.timestamp()
-            value, is_json = pretty(record.value())
+            value, is_json = pretty(_as_bytes(record.value()))
             found.append(
                 Message(
                     topic=topic,
                     partition=pid,
                     offset=offset,
                     timestamp=datetime.fromtimestamp(ts / 1000, UTC) if kind and ts > 0 else None,
-                    key=_decode(record.key()),
-                    headers={k: _decode(v) or "" for k, v in (record.headers() or [])},
+                    key=_decode(_as_bytes(record.key())),
+                    headers={
+                        str(h[0]): _decode(_as_bytes(h[1])) or "" for h in record.headers() or []
+                    },
                     value=value,
                     is_json=is_json,
                 )

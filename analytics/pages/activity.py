@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from analytics import queries as q
@@ -10,11 +11,15 @@ from analytics.settings import REFRESH_SECONDS
 from analytics.ui import TIME_ZONE, lookback_select, ready, time_chart
 
 st.title("Activity")
-st.caption(f"Access events from `marts.agg_access_15min`; times in {TIME_ZONE}.")
+st.caption(
+    f"Event types from `marts.agg_access_hourly`, trigger sources from "
+    f"`marts.fct_access_events`; the range starts on a whole hour. Times in {TIME_ZONE}."
+)
 
-options = ready(run(q.ACTIVITY_FILTER_OPTIONS), "the filters")
-if options is None:
+found = ready(run(q.FILTER_OPTIONS), "the filters")
+if found is None:
     st.stop()
+options: pd.DataFrame = found
 
 
 def _values(kind: str) -> list[str]:

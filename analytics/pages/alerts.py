@@ -41,9 +41,8 @@ def alerts() -> None:
         return
     cols = st.columns(3)
     cols[0].metric("Open alerts", int(open_now.open_alerts.sum()))
-    cols[1].metric(f"Alerts opened ({label})", int((recent.opened_at.notna()).sum()))
-    resolved = int(durations.resolved_alerts.sum())
-    cols[2].metric(f"Resolved ({label})", resolved)
+    cols[1].metric(f"Alerts started ({label})", int(recent.in_range.sum()))
+    cols[2].metric(f"Ended ({label})", int(durations.ended_alerts.sum()))
     st.subheader("Open alerts by type and severity")
     if open_now.empty:
         st.success("No open alerts.")
@@ -55,7 +54,7 @@ def alerts() -> None:
             width="stretch",
         )
         st.dataframe(open_now, hide_index=True, key="alerts_open")
-    st.subheader("Time to resolve (minutes)")
+    st.subheader("Durations of ended alerts (minutes)")
     st.dataframe(durations, hide_index=True, key="alerts_durations")
     st.subheader(f"Recent alerts ({label}, plus every open one)")
     st.dataframe(
@@ -63,8 +62,8 @@ def alerts() -> None:
         hide_index=True,
         key="alerts_recent",
         column_config={
-            "opened_at": st.column_config.DatetimeColumn(f"opened ({TIME_ZONE})"),
-            "resolved_at": st.column_config.DatetimeColumn(f"resolved ({TIME_ZONE})"),
+            "started_at": st.column_config.DatetimeColumn(f"started ({TIME_ZONE})"),
+            "ended_at": st.column_config.DatetimeColumn(f"ended ({TIME_ZONE})"),
             "duration_minutes": st.column_config.NumberColumn("duration (min)"),
         },
     )

@@ -43,13 +43,13 @@ def device() -> None:
         else:
             left, right = st.columns(2)
             battery = health.melt(
-                "hour_at", ["battery_pct_avg", "battery_pct_min"], "measure", "battery_pct"
+                "hour_start_at", ["battery_avg_pct", "battery_min_pct"], "measure", "battery_pct"
             )
             left.altair_chart(
-                line_chart(battery, "hour_at", "battery_pct", "measure", "battery (%)"),
+                line_chart(battery, "hour_start_at", "battery_pct", "measure", "battery (%)"),
                 width="stretch",
             )
-            signal = health.assign(measure="signal_strength_dbm_avg")
+            signal = health.assign(measure="signal_avg_dbm")
             right.altair_chart(
                 line_chart(
                     signal, "hour_at", "signal_strength_dbm_avg", "measure", "signal strength (dBm)"

@@ -51,7 +51,8 @@ def devices() -> None:
                 "battery (%)", min_value=0, max_value=100, format="%d %%"
             ),
             "signal_strength_dbm": st.column_config.NumberColumn("signal (dBm)"),
-            "last_reported_at": st.column_config.DatetimeColumn(f"last report ({TIME_ZONE})"),
+            "last_health_report_at": st.column_config.DatetimeColumn(f"last report ({TIME_ZONE})"),
+            "failure_rate_24h": st.column_config.NumberColumn("failures 24 h (ratio)"),
             "last_event_at": st.column_config.DatetimeColumn(f"last event ({TIME_ZONE})"),
         },
     )

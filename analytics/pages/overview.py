@@ -10,7 +10,10 @@ from analytics.settings import REFRESH_SECONDS
 from analytics.ui import TIME_ZONE, as_int, delta, ready, time_chart
 
 st.title("Overview")
-st.caption(f"Times in {TIME_ZONE}; refreshes every {REFRESH_SECONDS} s.")
+st.caption(
+    f"Times in {TIME_ZONE}. Event figures count whole 15-minute windows up to the current "
+    f"one; deltas compare with the period before. Refreshes every {REFRESH_SECONDS} s."
+)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -22,16 +25,16 @@ def overview() -> None:
     if events is not None:
         e = events.iloc[0]
         cols[0].metric(
-            "Events (last 15 min)",
+            "Events (last 15 min window)",
             as_int(e.events_15m),
             delta(e.events_15m, e.events_15m_prev),
-            help="Access events in the last 15 minutes, against the 15 minutes before.",
+            help="Access events in the last complete 15-minute window, against the one before.",
         )
         cols[1].metric(
             "Events (last 24 h)",
             as_int(e.events_24h),
             delta(e.events_24h, e.events_24h_prev),
-            help="Access events in the last 24 hours, against the 24 hours before.",
+            help="Access events in the last 96 complete 15-minute windows, against the 96 before.",
         )
         rate = 100.0 * e.failures_24h / e.events_24h if e.events_24h else 0.0
         prev = 100.0 * e.failures_24h_prev / e.events_24h_prev if e.events_24h_prev else None
@@ -48,16 +51,16 @@ def overview() -> None:
             "Devices online",
             as_int(d.devices_online),
             delta(d.devices_online, d.devices_online_prev),
-            help="Active devices whose latest health report says online, against the "
-            "previous hour.",
+            help="Active devices online now (last report online, within 15 min), against "
+            "devices that reported online in the previous hour.",
         )
         cols[4].metric(
             "Low-battery devices",
             as_int(d.low_battery),
             delta(d.low_battery, d.low_battery_prev),
             delta_color="inverse",
-            help=f"Active devices with battery below {q.LOW_BATTERY_PCT} %, against the "
-            "previous hour.",
+            help=f"Active devices whose last battery reading is below {q.LOW_BATTERY_PCT} %, "
+            "against devices with a reading below it in the previous hour.",
         )
     if alerts is not None:
         a = alerts.iloc[0]

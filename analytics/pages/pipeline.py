@@ -3,6 +3,7 @@ DAG runs with dbt test results, dead letters by reason."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from analytics import queries as q
@@ -11,24 +12,31 @@ from analytics.settings import REFRESH_SECONDS
 from analytics.ui import TIME_ZONE, line_chart, lookback_select, ready
 
 st.title("Pipeline health")
-st.caption(f"From `ops.*` and `raw.dead_letters`; times in {TIME_ZONE}.")
+st.caption(f"From the `ops` tables and the dead letters; times in {TIME_ZONE}.")
 
 label, lookback, _ = lookback_select("pipeline_range", default="last 6 hours")
 
 
+def _when(value: object) -> str:
+    return "never" if value is None or pd.isna(value) else f"{value:%Y-%m-%d %H:%M:%S}"
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
 def pipeline() -> None:
+    st.subheader("Raw freshness")
     fresh = ready(run(q.RAW_FRESHNESS), "raw freshness")
     if fresh is not None:
         f = fresh.iloc[0]
-        cols = st.columns(3)
-        if f.last_batch_at is None or str(f.last_batch_at) == "NaT":
+        if f.last_batch_at is None or pd.isna(f.last_batch_at):
             st.info("No ingest batches yet — start the consumer and simulator with `make up`.")
         else:
+            cols = st.columns(3)
             cols[0].metric("Seconds since last batch", int(f.seconds_since_last_batch))
-            cols[1].metric("Last batch (UTC)", f"{f.last_batch_at:%Y-%m-%d %H:%M:%S}")
-            if f.last_event_at is not None and str(f.last_event_at) != "NaT":
-                cols[2].metric("Newest event landed (UTC)", f"{f.last_event_at:%Y-%m-%d %H:%M:%S}")
+            cols[1].metric(f"Last batch ({TIME_ZONE})", _when(f.last_batch_at))
+            cols[2].metric(f"Newest event landed ({TIME_ZONE})", _when(f.newest_event_at))
+    sources = ready(run(q.SOURCE_FRESHNESS), "source freshness")
+    if sources is not None and not sources.empty:
+        st.dataframe(sources, hide_index=True, key="pipeline_source_freshness")
 
     st.subheader(f"Ingest ({label})")
     batches = ready(run(q.INGEST_THROUGHPUT, lookback=lookback), "ingest throughput")
@@ -57,7 +65,11 @@ def pipeline() -> None:
             )
             right.altair_chart(
                 line_chart(
-                    latency, "bucket_at", "latency_ms", "measure", "end-to-end latency (ms)"
+                    latency,
+                    "bucket_at",
+                    "latency_ms",
+                    "measure",
+                    "end-to-end latency (ms, worst batch per 5 min)",
                 ),
                 width="stretch",
             )
@@ -68,8 +80,12 @@ def pipeline() -> None:
         if lag.empty:
             st.info("No consumer reported in the last hour.")
         else:
-            st.metric("Total lag (records)", int(lag.consumer_lag.fillna(0).sum()))
+            st.metric("Consumer lag (records)", int(lag.consumer_lag.fillna(0).sum()))
             st.dataframe(lag, hide_index=True, key="pipeline_lag")
+    partitions = ready(run(q.PARTITION_LAG), "lag per partition")
+    if partitions is not None and not partitions.empty:
+        st.caption("Lag per partition, as measured by the last DAG run's ingestion gate")
+        st.dataframe(partitions, hide_index=True, key="pipeline_partition_lag")
     offsets = ready(run(q.CONSUMER_OFFSETS), "consumer offsets")
     if offsets is not None and not offsets.empty:
         with st.expander("Stored consumer positions (ops.consumer_offsets)"):
@@ -81,14 +97,16 @@ def pipeline() -> None:
         if runs.empty:
             st.info("No DAG runs recorded yet — enable the DAG in Airflow.")
         else:
+            last = runs.iloc[0]
+            cols = st.columns(3)
+            cols[0].metric("Last run", str(last.state))
+            cols[1].metric("dbt tests passed", int(last.tests_passed or 0))
+            cols[2].metric("dbt tests failed", int(last.tests_failed or 0))
             st.dataframe(runs, hide_index=True, key="pipeline_runs")
-    tests = ready(run(q.DBT_TEST_RESULTS), "dbt test results")
-    if tests is not None and not tests.empty:
-        st.dataframe(tests, hide_index=True, key="pipeline_tests")
-        failed = ready(run(q.FAILED_DBT_TESTS), "failed dbt tests")
-        if failed is not None and not failed.empty:
-            st.warning(f"{len(failed)} dbt tests failed or warned recently")
-            st.dataframe(failed, hide_index=True, key="pipeline_failed_tests")
+    failed = ready(run(q.FAILED_DBT_TESTS), "failed dbt tests")
+    if failed is not None and not failed.empty:
+        st.warning(f"{len(failed)} dbt tests failed or warned in the last 7 days")
+        st.dataframe(failed, hide_index=True, key="pipeline_failed_tests")
 
     st.subheader(f"Dead letters ({label})")
     reasons = ready(run(q.DEAD_LETTERS_BY_REASON, lookback=lookback), "dead letters")

@@ -15,6 +15,7 @@ from analytics.kafka_ui import inspector
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
 from streaming.topics import DLQ
 from tests.apptest_support import KAFKA_UI, frame_with, metrics, open_page, rerun, texts
+from tests.dashboard_seed import seeded_database
 
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"inspector-test-{RUN}"
@@ -84,6 +85,8 @@ def kafka_env(
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
     for key, value in pg.env(user="smart_access_analyst").items():
         monkeypatch.setenv(key, value)
+    # The dead-letter view reads dbt's staging view of raw.dead_letters.
+    monkeypatch.setenv("PGDATABASE", seeded_database(pg).database)
     yield
 
 
@@ -207,7 +210,8 @@ def test_dead_letters_page_shows_reasons(
 ) -> None:
     import psycopg2
 
-    with psycopg2.connect(pg.dsn()) as conn, conn.cursor() as cur:
+    database = seeded_database(pg).database
+    with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
         cur.execute(
             "insert into raw.dead_letters (kafka_topic, kafka_partition, kafka_offset, "
             "kafka_key, payload, error_kind, error_detail) values "
@@ -216,8 +220,8 @@ def test_dead_letters_page_shows_reasons(
         )
     try:
         at = open_page(KAFKA_UI, "pages/dead_letters.py")
-    finally:  # the session database is shared: leave raw.dead_letters as it was
-        with psycopg2.connect(pg.dsn()) as conn, conn.cursor() as cur:
+    finally:  # the seeded database is shared: leave raw.dead_letters as it was
+        with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
             cur.execute(
                 "delete from raw.dead_letters where kafka_topic = %s", (f"inspector-{RUN}",)
             )
@@ -229,7 +233,7 @@ def test_dead_letters_page_shows_reasons(
     reasons = frame_with(at, "error_kind", "kafka_topic", "dead_letters")
     row = reasons[reasons.kafka_topic == f"inspector-{RUN}"]
     assert row.error_kind.tolist() == ["schema_violation"] and row.dead_letters.tolist() == [1]
-    samples = frame_with(at, "error_detail", "payload")
+    samples = frame_with(at, "error_detail", "payload_bytes")
     assert "event_type: bad" in samples.error_detail.tolist()
 
 
