@@ -162,6 +162,7 @@ EVENTS_PER_15MIN = _q(
         values ('open', w.open_count), ('close', w.close_count), ('fail', w.fail_count)
     ) as t (event_type, events)
     where w.window_start_at >= {_WINDOW_NOW} - interval '24 hours'
+      and w.window_start_at < {_WINDOW_NOW}
     group by w.window_start_at, t.event_type
     order by w.window_start_at, t.event_type
     """,

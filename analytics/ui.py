@@ -59,10 +59,11 @@ def ready(result: pd.DataFrame | Missing | Unavailable, what: str = "") -> pd.Da
     return None
 
 
-def delta(current: Any, previous: Any) -> float | None:
+def delta(current: Any, previous: Any) -> int | None:
+    """The change of a count against the previous period (None when unknown)."""
     if previous is None or pd.isna(previous) or current is None or pd.isna(current):
         return None
-    return float(current) - float(previous)
+    return int(current) - int(previous)
 
 
 def as_int(value: Any) -> int:
@@ -90,7 +91,7 @@ def line_chart(frame: pd.DataFrame, x: str, y: str, color: str, y_title: str) ->
         alt.Chart(frame)
         .mark_line(point=True)
         .encode(
-            x=alt.X(f"{x}:T", title=f"time ({TIME_ZONE})"),
+            x=alt.X(f"{x}:T", title=f"time ({TIME_ZONE})", axis=alt.Axis(format="%b %d %H:%M")),
             y=alt.Y(f"{y}:Q", title=y_title),
             color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
             tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M UTC"), f"{y}:Q", f"{color}:N"],

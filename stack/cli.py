@@ -74,7 +74,12 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-_PORT_VARIABLE = {"postgres": "PGPORT", "kafka": "KAFKA_PORT"}
+_PORT_VARIABLE = {
+    "postgres": "PGPORT",
+    "kafka": "KAFKA_PORT",
+    "dashboard": "DASHBOARD_PORT",
+    "kafka-ui": "KAFKA_UI_PORT",
+}
 
 
 def _check_ports(entries: list[Service], info: dict[str, dict[str, Any]]) -> None:

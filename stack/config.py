@@ -54,6 +54,8 @@ class StackConfig:
     kafka_external: bool
     kafka_bootstrap: str
     role_passwords: dict[str, str] = field(default_factory=dict)
+    dashboard_port: int = 8501
+    kafka_ui_port: int = 8090
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -78,6 +80,8 @@ class StackConfig:
             kafka_external=kafka_external,
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{kafka_port}",
             role_passwords=passwords,
+            dashboard_port=_port(env, "DASHBOARD_PORT", 8501),
+            kafka_ui_port=_port(env, "KAFKA_UI_PORT", 8090),
         )
 
     # --- folders -------------------------------------------------------------

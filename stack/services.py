@@ -60,7 +60,47 @@ def services(config: StackConfig) -> list[Service]:
                 stopwaitsecs=60,
             )
         )
+    found += streamlit_services(config)
     return found
+
+
+def streamlit_command(script: str, port: int) -> list[str]:
+    """`streamlit run` for a supervised app: loopback only, no browser, no telemetry."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / script),
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--server.fileWatcherType=none",
+        "--global.developmentMode=false",
+        "--client.toolbarMode=minimal",  # no "Deploy" button on an operator's dashboard
+    ]
+
+
+def streamlit_services(config: StackConfig) -> list[Service]:
+    """The dashboard and the Kafka topic inspector, both reading as the analyst role."""
+    reader = config.role_env("smart_access_analyst")
+    return [
+        Service(
+            name="dashboard",
+            description="Streamlit dashboard",
+            command=streamlit_command("analytics/streamlit_app.py", config.dashboard_port),
+            port=config.dashboard_port,
+            env=reader,
+        ),
+        Service(
+            name="kafka-ui",
+            description="Kafka topic inspector",
+            command=streamlit_command("analytics/kafka_ui/app.py", config.kafka_ui_port),
+            port=config.kafka_ui_port,
+            env=reader,
+        ),
+    ]
 
 
 def service_env(config: StackConfig) -> dict[str, str]:

@@ -25,13 +25,13 @@ def overview() -> None:
     if events is not None:
         e = events.iloc[0]
         cols[0].metric(
-            "Events (last 15 min window)",
+            "Events (15 min)",
             as_int(e.events_15m),
             delta(e.events_15m, e.events_15m_prev),
             help="Access events in the last complete 15-minute window, against the one before.",
         )
         cols[1].metric(
-            "Events (last 24 h)",
+            "Events (24 h)",
             as_int(e.events_24h),
             delta(e.events_24h, e.events_24h_prev),
             help="Access events in the last 96 complete 15-minute windows, against the 96 before.",

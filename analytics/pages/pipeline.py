@@ -56,7 +56,7 @@ def pipeline() -> None:
                     "bucket_at",
                     "rows_per_second",
                     "measure",
-                    "rows per second (5-min average)",
+                    "rows/s, 5-min average",
                 ),
                 width="stretch",
             )
@@ -69,7 +69,7 @@ def pipeline() -> None:
                     "bucket_at",
                     "latency_ms",
                     "measure",
-                    "end-to-end latency (ms, worst batch per 5 min)",
+                    "latency (ms), max per 5 min",
                 ),
                 width="stretch",
             )

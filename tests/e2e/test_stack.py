@@ -50,6 +50,8 @@ def stack_env() -> Iterator[dict[str, str]]:
         PGPORT=str(free_port()),
         KAFKA_PORT=str(free_port()),
         KAFKA_CONTROLLER_PORT=str(free_port()),
+        DASHBOARD_PORT=str(free_port()),
+        KAFKA_UI_PORT=str(free_port()),
     )
     try:
         yield env
@@ -64,7 +66,7 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     assert "topics ... ok" in up.stdout
 
     status = _status(stack_env)
-    for name in ("postgres", "kafka"):
+    for name in ("postgres", "kafka", "dashboard", "kafka-ui"):
         assert status[name][1] == "RUNNING", status
         assert status[name][4] == "yes", status
 
@@ -88,7 +90,16 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
 
     down = _make("down", stack_env)
     assert down.returncode == 0, down.stderr
-    ports = [int(stack_env[k]) for k in ("PGPORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT")]
+    ports = [
+        int(stack_env[k])
+        for k in (
+            "PGPORT",
+            "KAFKA_PORT",
+            "KAFKA_CONTROLLER_PORT",
+            "DASHBOARD_PORT",
+            "KAFKA_UI_PORT",
+        )
+    ]
     assert not any(port_in_use(p) for p in ports), "a listener survived make down"
     status = _status(stack_env)
     assert status["postgres"][1] == "DOWN"

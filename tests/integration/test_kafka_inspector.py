@@ -230,6 +230,11 @@ def test_dead_letters_page_shows_reasons(
     expected = seeded["dlq_keys"]
     assert dict(zip(mine.key, mine.reason, strict=True)) == expected
     assert set(mine.detail) == {f"detail of {k}" for k in expected.values()}  # type: ignore[union-attr]
+    counts = at.table[0].value
+    shown = frame_with(at, "reason", "detail", "key", "headers")
+    assert counts["messages"].to_dict() == shown.reason.value_counts().to_dict()
+    assert counts.loc["invalid_json", "messages"] >= 2
+    assert int(metrics(at)["Messages shown"]) == len(shown)
     reasons = frame_with(at, "error_kind", "kafka_topic", "dead_letters")
     row = reasons[reasons.kafka_topic == f"inspector-{RUN}"]
     assert row.error_kind.tolist() == ["schema_violation"] and row.dead_letters.tolist() == [1]

@@ -46,10 +46,11 @@ def dead_letters() -> None:
             counts = (
                 frame.groupby("reason", as_index=False).size().rename(columns={"size": "messages"})
             )
-            st.dataframe(counts, hide_index=True, key="dlq_reasons")
+            st.metric("Messages shown", len(frame))
+            st.table(counts.set_index("reason"))
             st.dataframe(frame, hide_index=True, key="dlq_messages")
 
-    st.subheader("Table raw.dead_letters (last 7 days)")
+    st.subheader("Landed in PostgreSQL (last 7 days)")
     reasons = ready(run(q.DEAD_LETTERS_BY_REASON, lookback="7 days"), "dead letters")
     if reasons is not None:
         if reasons.empty:

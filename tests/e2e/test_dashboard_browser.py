@@ -1,0 +1,244 @@
+"""Both Streamlit apps in a real browser: Debian's headless Chromium driven by
+Playwright loads every page, waits for real content, checks key labels and
+numbers, and saves a screenshot of each page to tests/artifacts/.
+
+The apps run exactly as the stack's supervisor runs them (the commands come from
+stack/services.py), on free ports, against the session's PostgreSQL (seeded marts)
+and Kafka broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from analytics import queries as q
+from stack.config import REPO_ROOT
+from stack.ephemeral import EphemeralKafka, EphemeralPostgres, free_port
+from stack.services import streamlit_command
+from streaming.topics import DLQ, EVENTS
+from tests.dashboard_seed import Seed, seeded_database
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+GROUP = "smart-access-e2e-browser"
+
+
+def chromium_path() -> str:
+    """Debian's chromium; installed with apt when missing and running as root."""
+    path = shutil.which("chromium")
+    if path is None and os.geteuid() == 0:
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        if subprocess.run(install, capture_output=True, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, check=False)
+            subprocess.run(install, capture_output=True, check=False)
+        path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("the browser tests need Debian's chromium: sudo apt-get install -y chromium")
+    return path
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app on :{port} exited; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"app on :{port} not healthy after 90 s; see {log}")
+
+
+def _commit_group(kafka: EphemeralKafka, offsets: list[TopicPartition]) -> None:
+    consumer = Consumer({**kafka.client_config(), "group.id": GROUP, "enable.auto.commit": False})
+    try:
+        for attempt in range(30):
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
+    finally:
+        consumer.close()
+
+
+@pytest.fixture(scope="module")
+def apps(pg: EphemeralPostgres, kafka: EphemeralKafka) -> Iterator[dict[str, object]]:
+    seed = seeded_database(pg)
+    producer = Producer(kafka.client_config())
+    for n in range(6):
+        body = {"schema_version": 1, "device_id": "dev-e2e", "event_type": "open", "n": n}
+        producer.produce(EVENTS, key="dev-e2e", value=json.dumps(body), partition=0)
+    producer.produce(
+        DLQ, key="dev-e2e", value=b"{not json", headers=[("error_kind", b"invalid_json")]
+    )
+    assert producer.flush(30) == 0
+    _commit_group(kafka, [TopicPartition(EVENTS, 0, 1)])
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
+    env.update(pg.env(user="smart_access_analyst"))
+    env.update(
+        PGDATABASE=seed.database,
+        KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    ports = {"dashboard": free_port(), "kafka-ui": free_port()}
+    scripts = {"dashboard": "analytics/streamlit_app.py", "kafka-ui": "analytics/kafka_ui/app.py"}
+    procs = []
+    try:
+        for name, port in ports.items():
+            log = ARTIFACTS / f"{name}.log"
+            proc = subprocess.Popen(
+                streamlit_command(scripts[name], port),
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            procs.append(proc)
+            _wait_healthy(port, proc, log)
+        yield {"ports": ports, "seed": seed}
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _metric(page: object, label: str) -> str:
+    """The value of the metric with this label, once it is rendered."""
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first  # type: ignore[attr-defined]
+    metric.wait_for(timeout=30_000)
+    return str(metric.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+
+
+def _open(browser: object, port: int, path: str, ready_text: str, shot: str) -> object:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
+    page.get_by_text(ready_text, exact=False).first.wait_for(timeout=45_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000
+    )
+    return page
+
+
+def _shoot(page: object, shot: str) -> Path:
+    page.wait_for_timeout(800)  # type: ignore[attr-defined]  # let charts finish drawing
+    target = ARTIFACTS / f"{shot}.png"
+    page.screenshot(path=str(target), full_page=True)  # type: ignore[attr-defined]
+    page.close()  # type: ignore[attr-defined]
+    assert target.stat().st_size > 10_000
+    return target
+
+
+def test_dashboard_pages_in_chromium(apps: dict[str, object], browser: object) -> None:
+    port = apps["ports"]["dashboard"]  # type: ignore[index]
+    seed: Seed = apps["seed"]  # type: ignore[assignment]
+    active = [s for s in seed.status if s["device_status"] == "active"]
+
+    page = _open(browser, port, "", "Open alerts", "dashboard-overview")
+    assert _metric(page, "Open alerts") == str(sum(a["is_open"] for a in seed.alerts))
+    assert _metric(page, "Devices online") == str(sum(s["is_online"] for s in active))
+    low = sum(s["battery_pct"] < q.LOW_BATTERY_PCT for s in active)
+    assert _metric(page, "Low-battery devices") == str(low)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    assert "UTC" in page.inner_text("body")  # type: ignore[attr-defined]
+    _shoot(page, "dashboard-overview")
+
+    page = _open(browser, port, "activity", "By trigger source", "dashboard-activity")
+    assert int(_metric(page, "Events (last 24 hours)")) > 0
+    page.locator('[data-testid="stVegaLiteChart"]').nth(1).wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    _shoot(page, "dashboard-activity")
+
+    page = _open(browser, port, "devices", "Devices shown", "dashboard-devices")
+    assert _metric(page, "Devices shown") == str(len(seed.status))
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    assert "Offline devices" in page.inner_text("body")  # type: ignore[attr-defined]
+    _shoot(page, "dashboard-devices")
+
+    page = _open(browser, port, "device?device_id=dev-005", "Registry history", "dashboard-device")
+    assert "Registry history (2 versions)" in page.inner_text("body")  # type: ignore[attr-defined]
+    _shoot(page, "dashboard-device")
+
+    page = _open(browser, port, "alerts", "Open alerts by type", "dashboard-alerts")
+    assert _metric(page, "Open alerts") == str(sum(a["is_open"] for a in seed.alerts))
+    _shoot(page, "dashboard-alerts")
+
+    page = _open(browser, port, "pipeline", "Dead letters", "dashboard-pipeline")
+    assert _metric(page, "Dead letters") == str(len(seed.dead_letters))
+    assert _metric(page, "Last run") == "success"
+    _shoot(page, "dashboard-pipeline")
+
+
+def test_kafka_inspector_pages_in_chromium(
+    apps: dict[str, object], browser: object, kafka: EphemeralKafka
+) -> None:
+    from analytics.kafka_ui import inspector
+
+    port = apps["ports"]["kafka-ui"]  # type: ignore[index]
+    topics = inspector.topics(kafka.client_config())
+
+    page = _open(browser, port, "", "smart-access.events", "kafka-topics")
+    assert _metric(page, "Topics") == str(len(topics))
+    assert _metric(page, "Messages") == str(sum(t.messages for t in topics))
+    assert "smart-access.dlq" in page.inner_text("body")  # type: ignore[attr-defined]
+    _shoot(page, "kafka-topics")
+
+    page = _open(browser, port, "groups", GROUP, "kafka-groups")
+    group = {g.group_id: g for g in inspector.consumer_groups(kafka.client_config())}[GROUP]
+    assert f"{GROUP} — lag {group.total_lag}" in page.inner_text("body")  # type: ignore[attr-defined]
+    assert group.total_lag >= 5
+    _shoot(page, "kafka-groups")
+
+    page = _open(browser, port, f"messages?topic={EVENTS}", "Messages shown", "kafka-messages")
+    assert int(_metric(page, "Messages shown")) > 0
+    assert "key dev-e2e" in page.inner_text("body")  # type: ignore[attr-defined]
+    _shoot(page, "kafka-messages")
+
+    page = _open(browser, port, "dead_letters", "Landed in PostgreSQL", "kafka-dead-letters")
+    assert int(_metric(page, "Messages shown")) >= 1
+    page.get_by_text("invalid_json").first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
+    _shoot(page, "kafka-dead-letters")
