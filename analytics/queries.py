@@ -13,6 +13,7 @@ Columns relied on (relation: columns)
 - marts.agg_access_hourly (hour x household x region x device type x model):
   hour_start_at, household_id, region, device_type, model, event_count, open_count,
   close_count, fail_count ('unknown' for attributes the registry does not give)
+- marts.agg_access_daily: the same with day_start_at
 - marts.device_status_current: device_id, household_id, region, device_type, model,
   device_status, firmware_version, battery_pct, signal_strength_dbm, is_online,
   last_health_report_at, last_event_at, failure_rate_24h, health_state
@@ -65,6 +66,7 @@ def _q(name: str, relations: tuple[str, ...], sql: str) -> Query:
 FCT_EVENTS = "marts.fct_access_events"
 AGG_15MIN = "marts.agg_access_15min"
 AGG_HOURLY = "marts.agg_access_hourly"
+AGG_DAILY = "marts.agg_access_daily"
 STATUS = "marts.device_status_current"
 HEALTH_HOURLY = "marts.fct_device_health_hourly"
 DIM_DEVICE = "marts.dim_device"
@@ -122,11 +124,15 @@ DEVICE_KPIS = _q(
         where device_status = 'active'
     ),
     previous_hour as (
+        -- One index probe per active device on (device_id, hour_start_at).
         select
-            count(*) filter (where online_ratio > 0) as devices_online,
-            count(*) filter (where battery_min_pct < :low_battery_pct) as low_battery
-        from marts.fct_device_health_hourly
-        where hour_start_at = date_trunc('hour', now()) - interval '1 hour'
+            count(*) filter (where h.online_ratio > 0) as devices_online,
+            count(*) filter (where h.battery_min_pct < :low_battery_pct) as low_battery
+        from marts.device_status_current as s
+        join marts.fct_device_health_hourly as h
+            on h.device_id = s.device_id
+           and h.hour_start_at = date_trunc('hour', now()) - interval '1 hour'
+        where s.device_status = 'active'
     )
     select
         c.devices_online,
@@ -169,10 +175,10 @@ EVENTS_PER_15MIN = _q(
 )
 
 # --- Activity ----------------------------------------------------------------------
-# The range starts on a whole hour, `:lookback` before the current hour, and runs to
-# now; the hourly rollup and the events agree on it exactly.
+# The range starts on a whole `:range_unit` (hour or day), `:lookback` before the
+# current one, and runs to now; the rollups and the events agree on it exactly.
 
-_RANGE_START = "date_trunc('hour', now()) - cast(:lookback as interval)"
+_RANGE_START = "date_trunc(cast(:range_unit as text), now()) - cast(:lookback as interval)"
 _DIMENSION_FILTER = """
       and (cardinality(cast(:regions as text[])) = 0
            or {region} = any(cast(:regions as text[])))
@@ -197,6 +203,26 @@ ACTIVITY_BY_TYPE = _q(
         values ('open', h.open_count), ('close', h.close_count), ('fail', h.fail_count)
     ) as t (event_type, events)
     where h.hour_start_at >= {_RANGE_START}
+    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
+    group by 1, 2
+    having sum(t.events) > 0
+    order by 1, 2
+    """,
+)
+
+ACTIVITY_BY_TYPE_DAILY = _q(
+    "activity_by_type_daily",
+    (AGG_DAILY,),
+    f"""
+    select
+        d.day_start_at as bucket_at,
+        t.event_type,
+        sum(t.events)::bigint as events
+    from marts.agg_access_daily as d
+    cross join lateral (
+        values ('open', d.open_count), ('close', d.close_count), ('fail', d.fail_count)
+    ) as t (event_type, events)
+    where d.day_start_at >= {_RANGE_START}
     {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
     group by 1, 2
     having sum(t.events) > 0

@@ -23,7 +23,7 @@ __all__ = [
 TIME_ZONE = "UTC"
 NO_MARTS = "No marts yet — enable the DAG in Airflow or run `make transform`."
 
-# label -> (lookback interval, chart grain)
+# label -> (lookback interval, chart grain); a "1 day" grain reads the daily rollup.
 LOOKBACKS = {
     "last hour": ("1 hour", "1 hour"),
     "last 6 hours": ("6 hours", "1 hour"),

@@ -35,7 +35,7 @@ ALERT_TYPES = ["repeated_failures", "door_left_open", "low_battery", "offline"]
 
 # Tables as the dbt project builds them (dbt_project/models/marts); only the columns
 # the dashboard reads, plus the keys.
-_DDL = """
+MART_DDL = """
 create table marts.dim_device (
     device_version_id text primary key, device_id text not null, household_id text not null,
     device_type text not null, model text not null, firmware_version text not null,
@@ -71,6 +71,14 @@ create table marts.agg_access_hourly (
     active_device_count bigint, transformed_at timestamptz
 );
 create index on marts.agg_access_hourly (hour_start_at, household_id);
+create table marts.agg_access_daily (
+    day_start_at timestamptz not null, household_id text not null, region text not null,
+    device_type text not null, model text not null, event_count bigint not null,
+    open_count bigint not null, close_count bigint not null, fail_count bigint not null,
+    failure_rate numeric, distinct_trigger_count bigint, trigger_sources text[],
+    transformed_at timestamptz
+);
+create index on marts.agg_access_daily (day_start_at, household_id);
 create table marts.fct_device_health_hourly (
     device_id text not null, hour_start_at timestamptz not null, report_count bigint not null,
     battery_min_pct smallint, battery_avg_pct numeric, signal_avg_dbm numeric,
@@ -98,7 +106,7 @@ from raw.dead_letters;
 
 # The ops tables of migrations 0020 (dbt) and 0030 (Airflow), for databases where
 # those migrations are not applied; `if not exists` leaves the real ones alone.
-_OPS_DDL = """
+OPS_DDL = """
 create table if not exists ops.dbt_runs (
     invocation_id text primary key, command text not null, started_at timestamptz not null,
     finished_at timestamptz not null, elapsed_seconds double precision not null,
@@ -161,7 +169,7 @@ def _migrated(pg: EphemeralPostgres, database: str) -> str:
     postgres.ensure_database(pg.dsn("postgres"), database)
     apply_migrations(pg.dsn(database), pg.role_passwords)
     with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
-        cur.execute(_OPS_DDL)
+        cur.execute(OPS_DDL)
     return database
 
 
@@ -349,10 +357,11 @@ def _generate(now: datetime) -> Seed:
     return seed
 
 
-def _aggregates(seed: Seed) -> tuple[list[dict], list[dict]]:
-    """agg_access_15min and agg_access_hourly rows, built as the dbt models do."""
+def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
+    """agg_access_15min, agg_access_hourly and agg_access_daily rows, as dbt builds them."""
     windows: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     hours: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
+    days: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     for e in seed.events:
         w = windows[(e["device_id"], _floor(e["event_at"], 15))]
         h = hours[
@@ -364,7 +373,8 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict]]:
                 e["model"],
             )
         ]
-        for bucket in (w, h):
+        d = days[(_floor(e["event_at"], 24 * 60), *list(h_key(e)))]
+        for bucket in (w, h, d):
             bucket["event_count"] += 1
             bucket[f"{e['event_type']}_count"] += 1
     fifteen = [
@@ -393,7 +403,25 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict]]:
         }
         for key, c in hours.items()
     ]
-    return fifteen, hourly
+    daily = [
+        {
+            "day_start_at": key[0],
+            "household_id": key[1],
+            "region": key[2],
+            "device_type": key[3],
+            "model": key[4],
+            "event_count": c["event_count"],
+            "open_count": c["open_count"],
+            "close_count": c["close_count"],
+            "fail_count": c["fail_count"],
+        }
+        for key, c in days.items()
+    ]
+    return fifteen, hourly, daily
+
+
+def h_key(e: dict) -> tuple[str, str, str, str]:
+    return (e["household_id"], e["region"] or "unknown", e["device_type"], e["model"])
 
 
 def seeded_database(pg: EphemeralPostgres) -> Seed:
@@ -406,10 +434,10 @@ def seeded_database(pg: EphemeralPostgres) -> Seed:
 def _seed(pg: EphemeralPostgres) -> Seed:
     database = _migrated(pg, SEEDED)
     seed = _generate(datetime.now(UTC))
-    fifteen, hourly = _aggregates(seed)
+    fifteen, hourly, daily = _aggregates(seed)
     with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
         cur.execute("set role smart_access_transformer")  # as dbt: default grants apply
-        cur.execute(_DDL)
+        cur.execute(MART_DDL)
         _insert(cur, "marts.dim_device", seed.versions)
         _insert(
             cur,
@@ -418,6 +446,7 @@ def _seed(pg: EphemeralPostgres) -> Seed:
         )
         _insert(cur, "marts.agg_access_15min", fifteen)
         _insert(cur, "marts.agg_access_hourly", hourly)
+        _insert(cur, "marts.agg_access_daily", daily)
         _insert(cur, "marts.device_status_current", seed.status)
         _insert(cur, "marts.fct_device_health_hourly", seed.health_hourly)
         _insert(cur, "marts.fct_alerts", seed.alerts)

@@ -12,8 +12,9 @@ from analytics.ui import TIME_ZONE, lookback_select, ready, time_chart
 
 st.title("Activity")
 st.caption(
-    f"Event types from `marts.agg_access_hourly`, trigger sources from "
-    f"`marts.fct_access_events`; the range starts on a whole hour. Times in {TIME_ZONE}."
+    "Event types from `marts.agg_access_hourly` (`agg_access_daily` for 30 days), trigger "
+    "sources from `marts.fct_access_events`; the range starts on a whole hour (day for "
+    f"30 days). Times in {TIME_ZONE}."
 )
 
 found = ready(run(q.FILTER_OPTIONS), "the filters")
@@ -33,7 +34,9 @@ with st.container(horizontal=True):
     models = st.multiselect("Model", _values("model"), key="activity_models")
     household = st.text_input("Household", key="activity_household", placeholder="household_id")
 
+daily = grain == "1 day"
 params = {
+    "range_unit": "day" if daily else "hour",
     "lookback": lookback,
     "grain": grain,
     "regions": regions,
@@ -45,7 +48,10 @@ params = {
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def activity() -> None:
-    by_type = ready(run(q.ACTIVITY_BY_TYPE, **params), "activity by type")
+    by_type = ready(
+        run(q.ACTIVITY_BY_TYPE_DAILY if daily else q.ACTIVITY_BY_TYPE, **params),
+        "activity by type",
+    )
     by_source = ready(run(q.ACTIVITY_BY_SOURCE, **params), "activity by trigger source")
     if by_type is None or by_source is None:
         return

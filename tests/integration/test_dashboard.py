@@ -87,7 +87,12 @@ def test_overview_kpis_equal_the_seeded_truth(seed: Seed) -> None:
     online = sum(s["is_online"] for s in active)
     low = sum(s["battery_pct"] < q.LOW_BATTERY_PCT for s in active)
     prev_hour = _floor(datetime.now(UTC), 60) - timedelta(hours=1)
-    prev = [h for h in seed.health_hourly if h["hour_start_at"] == prev_hour]
+    active_ids = {s["device_id"] for s in active}
+    prev = [
+        h
+        for h in seed.health_hourly
+        if h["hour_start_at"] == prev_hour and h["device_id"] in active_ids
+    ]
     assert shown["Devices online"] == str(online)
     assert int(deltas["Devices online"]) == online - sum(h["online_ratio"] > 0 for h in prev)
     assert shown["Low-battery devices"] == str(low)
@@ -149,6 +154,15 @@ def test_activity_totals_and_filters(seed: Seed) -> None:
     start = _floor(datetime.now(UTC), 60) - timedelta(days=7)
     rows = _in_window(seed, start, end)
     assert metrics(at)["Events (last 7 days)"] == str(len(rows))
+    # 30 days: whole days from the daily rollup, trigger sources from the events.
+    at.multiselect(key="activity_types").select("smart_lock")
+    at.selectbox(key="activity_range").select("last 30 days")
+    rerun(at)
+    start = _floor(datetime.now(UTC), 24 * 60) - timedelta(days=30)
+    expect_rows = [e for e in _in_window(seed, start, end) if e["device_type"] == "smart_lock"]
+    assert metrics(at)["Events (last 30 days)"] == str(len(expect_rows))
+    totals = frame_with(at, "trigger_source", "events")
+    assert totals.events.sum() == len(expect_rows)
 
 
 def test_devices_table_search_sort_health_and_distributions(seed: Seed) -> None:
