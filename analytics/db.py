@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from analytics.queries import Query
 from analytics.settings import QUERY_TTL_SECONDS, sql_url
 
-__all__ = ["Missing", "Unavailable", "connection", "run"]
+__all__ = ["Missing", "Unavailable", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ class Unavailable:
     detail: str
 
 
-def connection() -> Any:
-    return st.connection("sql", type="sql", url=sql_url(), pool_pre_ping=True)
-
-
 class _Absent(Exception):
     """Raised inside the cache so that failures are never cached."""
 
@@ -81,7 +77,8 @@ def _frame(rows: Sequence[Any], columns: list[str]) -> pd.DataFrame:
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, max_entries=512, show_spinner=False)
 def _cached(url: str, sql: str, params: tuple[tuple[str, Any], ...]) -> pd.DataFrame:
-    engine = st.connection("sql", type="sql", url=url, pool_pre_ping=True)._instance
+    # One SQLConnection (a pooled SQLAlchemy engine) per URL, kept by Streamlit.
+    engine = st.connection("sql", type="sql", url=url, pool_pre_ping=True).engine
     try:
         with engine.connect() as conn:
             bound = {k: list(v) if isinstance(v, tuple) else v for k, v in params}
