@@ -249,3 +249,18 @@ def test_pages_explain_an_unreachable_broker(monkeypatch: pytest.MonkeyPatch) ->
     at = open_page(KAFKA_UI)
     assert "did not answer" in texts(at)
     assert "KAFKA_BOOTSTRAP_SERVERS" in texts(at)
+
+
+def test_dead_letters_page_explains_a_database_without_dbt_views(
+    kafka: EphemeralKafka, pg: EphemeralPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analytics.ui import NO_MARTS
+    from tests.dashboard_seed import empty_database
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
+    for key, value in pg.env(user="smart_access_analyst").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PGDATABASE", empty_database(pg))
+    at = open_page(KAFKA_UI, "pages/dead_letters.py")
+    assert NO_MARTS in texts(at)
+    assert "stg_smart_access__dead_letters" in texts(at)
