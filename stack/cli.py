@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stack import kafka, postgres
+from stack import airflow, kafka, postgres
 from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError
 from stack.migrate import apply_migrations
 from stack.services import Service, services, supervisord_conf
@@ -74,7 +74,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-_PORT_VARIABLE = {"postgres": "PGPORT", "kafka": "KAFKA_PORT"}
+_PORT_VARIABLE = {"postgres": "PGPORT", "kafka": "KAFKA_PORT", "airflow-api-server": "AIRFLOW_PORT"}
 
 
 def _check_ports(entries: list[Service], info: dict[str, dict[str, Any]]) -> None:
@@ -131,6 +131,9 @@ def cmd_up(config: StackConfig) -> None:
     for folder in (config.root, config.log_dir, config.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     info = _process_info(config)
+    if config.airflow_enabled:
+        # Secrets and the login's password file must exist before the services' config.
+        airflow.prepare(config, dict(os.environ))
     if not config.pg_external:
         bindir = _step("PostgreSQL server binaries", postgres.ensure_binaries)
         created = postgres.initdb(bindir, config.pg_data, config.admin_user, config.admin_password)
@@ -166,12 +169,31 @@ def cmd_up(config: StackConfig) -> None:
     created = _step("topics", lambda: ensure_topics(kafka_config))
     if created:
         _say(f"    created {', '.join(created)}")
+    if config.airflow_enabled:
+        migrated = _step(
+            "Airflow metadata database",
+            lambda: airflow.migrate_metadata(config, dict(os.environ)),
+        )
+        if migrated:
+            _say(f"    migrated to {airflow.head_revision()} (log: airflow-db-migrate.log)")
     apps = [s.name for s in entries if s.stage == "app"]
     if apps:
         _rpc_start(config, apps)
         _step(f"starting {', '.join(apps)}", lambda: _wait_running(config, apps, timeout=120))
+    if config.airflow_enabled:
+        _step(
+            f"Airflow UI at 127.0.0.1:{config.airflow_port}",
+            lambda: airflow.wait_healthy(config),
+        )
     _say("")
     cmd_status(config)
+    if config.airflow_enabled:
+        user, password = airflow.credentials(dict(os.environ))
+        _say(
+            f"\nAirflow: http://127.0.0.1:{config.airflow_port}  login {user} / {password} "
+            "(local default from .env.airflow; change it for anything shared)"
+        )
+        _say("  the DAG smart_access_streaming_pipeline starts paused: enable it in the UI")
 
 
 def _rpc_start(config: StackConfig, names: list[str]) -> None:
