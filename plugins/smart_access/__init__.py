@@ -1,0 +1,1 @@
+"""Reusable pieces of the Airflow pipeline: ingestion gate, run records, alerts, dbt call."""
