@@ -44,6 +44,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
+
 from smart_access.callbacks import on_task_failure
 
 DEFAULT_ARGS: dict[str, Any] = {
