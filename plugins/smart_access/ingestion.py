@@ -19,6 +19,7 @@ or with plain clients in tests.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -90,10 +91,17 @@ def worst(*results: GateResult) -> GateResult:
 
 
 def measure_consumer_lag(
-    admin: Any, group: str, topics: Sequence[str], timeout: float = 15.0
+    admin: Any, consumer: Any, topics: Sequence[str], timeout: float = 15.0
 ) -> list[PartitionLag]:
-    """Lag of `group` on every partition of `topics`, from the broker's own offsets."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    """Lag of `consumer`'s group on every partition of `topics`.
+
+    `admin` (an AdminClient) reads partitions and end offsets; `consumer` (a Consumer
+    configured with the group's `group.id`, never subscribed, so it does not join the
+    group) reads the committed offsets. Not `AdminClient.list_consumer_group_offsets`:
+    librdkafka 2.16 crashes the process when that request meets a coordinator that is
+    not ready yet (a fresh broker), while the consumer's OffsetFetch retries it.
+    """
+    from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
     metadata = admin.list_topics(timeout=timeout)
@@ -105,11 +113,10 @@ def measure_consumer_lag(
         for topic in topics
         for p in sorted(metadata.topics[topic].partitions)
     ]
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    committed: dict[tuple[str, int], int | None] = {}
-    for future in admin.list_consumer_group_offsets(request, request_timeout=timeout).values():
-        for tp in future.result().topic_partitions:
-            committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+    committed: dict[tuple[str, int], int | None] = {
+        (tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None)
+        for tp in _committed(consumer, partitions, timeout)
+    }
 
     def offsets(spec: Any) -> dict[tuple[str, int], int]:
         futures = admin.list_offsets(
@@ -136,6 +143,27 @@ def measure_consumer_lag(
             )
         )
     return result
+
+
+def _committed(consumer: Any, partitions: list[Any], timeout: float) -> list[Any]:
+    """Committed offsets, waiting out a group coordinator that is still being set up
+    (a fresh cluster creates `__consumer_offsets` on the first group request)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    retriable = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=timeout))
+        except KafkaException as exc:
+            if exc.args[0].code() not in retriable or time.monotonic() > deadline:
+                raise
+            logger.info("group coordinator not ready (%s); retrying", exc.args[0].name())
+            time.sleep(0.5)
 
 
 def evaluate_lag(lags: Iterable[PartitionLag], warn_at: int, fail_at: int) -> GateResult:

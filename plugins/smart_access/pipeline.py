@@ -29,6 +29,7 @@ __all__ = [
     "check_consumer_lag",
     "check_raw_freshness",
     "kafka_admin",
+    "kafka_offsets_reader",
     "postgres_connection",
     "record_success",
     "run_key",
@@ -97,6 +98,22 @@ def kafka_admin(settings: PipelineSettings) -> Any:
     return KafkaAdminClientHook(kafka_config_id=settings.kafka_conn_id).get_conn
 
 
+def kafka_offsets_reader(settings: PipelineSettings, group: str) -> Any:
+    """A Consumer of `group` that only reads its committed offsets (it never subscribes,
+    so it does not join the group or trigger a rebalance)."""
+    from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
+    from confluent_kafka import Consumer
+
+    connection = KafkaAdminClientHook.get_connection(settings.kafka_conn_id)
+    config = {
+        **connection.extra_dejson,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "client.id": "airflow-lag-gate",
+    }
+    return Consumer(config)
+
+
 def _warn(conn: Any, key: RunKey, task_id: str, reasons: list[str]) -> None:
     from smart_access.records import write_alert
 
@@ -122,7 +139,11 @@ def check_consumer_lag(context: dict[str, Any]) -> dict[str, Any]:
 
     settings = PipelineSettings()
     key = run_key(context)
-    lags = measure_consumer_lag(kafka_admin(settings), CONSUMER_GROUP, DATA_TOPICS)
+    reader = kafka_offsets_reader(settings, CONSUMER_GROUP)
+    try:
+        lags = measure_consumer_lag(kafka_admin(settings), reader, DATA_TOPICS)
+    finally:
+        reader.close()
     for item in lags:
         logger.info(
             "lag %s[%d]: committed %s, end %d, lag %d",
