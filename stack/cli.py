@@ -276,6 +276,17 @@ def cmd_migrate(config: StackConfig) -> None:
     _say(f"applied {', '.join(applied)}" if applied else "schema is up to date")
 
 
+def cmd_airflow(config: StackConfig, args: list[str]) -> None:
+    """Run the `airflow` CLI against the stack's Airflow (its database and settings)."""
+    if not config.airflow_enabled:
+        raise StackError("Airflow is switched off (SMART_ACCESS_AIRFLOW=off)")
+    if not (config.airflow_home / "stack-secrets.json").exists():
+        raise StackError("the stack's Airflow is not set up yet; run `make up` first")
+    binary = str(Path(sys.executable).parent / "airflow")
+    env = {**os.environ, **airflow.airflow_env(config, dict(os.environ))}
+    os.execve(binary, [binary, *args], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--no-follow", action="store_true", help="print and exit")
     sub.add_parser("wipe", help="delete the stack's data (stack must be down)")
     sub.add_parser("migrate", help="apply database migrations")
+    cli = sub.add_parser("airflow", help="run the airflow CLI against the stack's Airflow")
+    cli.add_argument("args", nargs=argparse.REMAINDER, help="e.g. dags unpause DAG_ID")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -302,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_wipe(config)
         elif args.command == "migrate":
             cmd_migrate(config)
+        elif args.command == "airflow":
+            cmd_airflow(config, args.args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
