@@ -12,6 +12,7 @@
         ],
     )
 }}
+-- depends_on: {{ ref('stg_smart_access__device_registry') }}
 -- One row per unique access event with the device attributes valid when it happened.
 -- Incremental: events ingested since the newest one already here (minus a lookback
 -- for batches that committed out of order), plus the events of devices whose
