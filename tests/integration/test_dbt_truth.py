@@ -335,3 +335,40 @@ def test_build_results_are_recorded_for_the_dashboard(warehouse, phase2) -> None
         conn.close()
     assert models["fct_access_events"] == ("success", result.rows_affected["fct_access_events"])
     assert result.tests_passed > 50
+
+
+def _readme_queries() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Transformations (dbt)", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
+
+
+def test_readme_queries_run_as_the_analyst(warehouse, phase2) -> None:
+    import subprocess
+
+    queries = _readme_queries()
+    assert 6 <= len(queries) <= 10
+    env = {
+        **warehouse["env"],
+        "PGUSER": "smart_access_analyst",
+        "PGPASSWORD": "analyst",
+    }
+    for query in queries:
+        proc = subprocess.run(
+            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-c", query],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{query}\n{proc.stderr}"
+        assert "row" in proc.stdout  # psql's "(N rows)" footer: a result came back
+    # The firmware-history example finds the rollout of the simulated ledger.
+    firmware = next(q for q in queries if "dev-0001" in q)
+    proc = subprocess.run(
+        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", firmware],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert [line.split("|")[1] for line in proc.stdout.splitlines()] == ["1.4.0", "1.5.0"]
