@@ -126,8 +126,10 @@ class Ledger:
         trigger: str | None = None,
     ) -> dict:
         if trigger is None:
-            trigger = "auto_close" if event_type == "close" and self.rng.random() < 0.2 else (
-                self.rng.choice(TRIGGERS)
+            trigger = (
+                "auto_close"
+                if event_type == "close" and self.rng.random() < 0.2
+                else (self.rng.choice(TRIGGERS))
             )
         row = {
             "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
@@ -160,7 +162,7 @@ class Ledger:
         row = {
             "device_id": device.device_id,
             "reported_at": at,
-            "battery_pct": int(round(device.battery)) if battery is None else battery,
+            "battery_pct": round(device.battery) if battery is None else battery,
             "signal_strength_dbm": self.rng.randint(-95, -55) if signal is None else signal,
             "is_online": online,
             "firmware_version": device.firmware_version,

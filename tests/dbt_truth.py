@@ -56,7 +56,12 @@ def day(at: datetime) -> datetime:
 def _first_landed(rows: list[dict], key) -> list[dict]:
     best: dict = {}
     for row in rows:
-        rank = (row["_ingested_at"], row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])
+        rank = (
+            row["_ingested_at"],
+            row["kafka_topic"],
+            row["kafka_partition"],
+            row["kafka_offset"],
+        )
         k = key(row)
         if k not in best or rank < best[k][0]:
             best[k] = (rank, row)
@@ -64,8 +69,14 @@ def _first_landed(rows: list[dict], key) -> list[dict]:
 
 
 class Truth:
-    def __init__(self, events: list[dict], health: list[dict], registry: list[dict],
-                 reference_at: datetime, rules: Rules | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        events: list[dict],
+        health: list[dict],
+        registry: list[dict],
+        reference_at: datetime,
+        rules: Rules | None = None,
+    ) -> None:
         self.rules = rules or Rules()
         self.reference_at = reference_at
         self.events = _first_landed(events, lambda r: r["event_id"])
@@ -89,8 +100,19 @@ class Truth:
         for device_id, versions in self.versions.items():
             for index, v in enumerate(versions):
                 valid_to = versions[index + 1]["updated_at"] if index + 1 < len(versions) else None
-                out.add((device_id, v["household_id"], v["model"], v["firmware_version"],
-                         v["status"], v["region"], v["updated_at"], valid_to, valid_to is None))  # fmt: skip
+                out.add(
+                    (
+                        device_id,
+                        v["household_id"],
+                        v["model"],
+                        v["firmware_version"],
+                        v["status"],
+                        v["region"],
+                        v["updated_at"],
+                        valid_to,
+                        valid_to is None,
+                    )
+                )
         return out
 
     def current(self) -> dict[str, dict]:
@@ -102,10 +124,19 @@ class Truth:
             by_household[v["household_id"]].append(v)
         out = set()
         for household, versions in by_household.items():
-            latest = sorted(versions, key=lambda v: (-v["updated_at"].timestamp(), v["device_id"]))[0]
-            out.add((household, latest["region"], latest["timezone"], len(versions),
-                     sum(v["status"] == "active" for v in versions),
-                     min(v["installed_at"] for v in versions)))  # fmt: skip
+            latest = sorted(versions, key=lambda v: (-v["updated_at"].timestamp(), v["device_id"]))[
+                0
+            ]
+            out.add(
+                (
+                    household,
+                    latest["region"],
+                    latest["timezone"],
+                    len(versions),
+                    sum(v["status"] == "active" for v in versions),
+                    min(v["installed_at"] for v in versions),
+                )
+            )
         return out
 
     # --- facts ------------------------------------------------------------------
@@ -113,9 +144,20 @@ class Truth:
         out = set()
         for e in self.events:
             v = self.version_at(e["device_id"], e["event_ts"])
-            out.add((e["event_id"], e["device_id"], e["household_id"], e["event_ts"],
-                     e["event_type"], e["trigger_source"], e["failure_reason"],
-                     v and v["model"], v and v["firmware_version"], v and v["region"]))  # fmt: skip
+            out.add(
+                (
+                    e["event_id"],
+                    e["device_id"],
+                    e["household_id"],
+                    e["event_ts"],
+                    e["event_type"],
+                    e["trigger_source"],
+                    e["failure_reason"],
+                    v and v["model"],
+                    v and v["firmware_version"],
+                    v and v["region"],
+                )
+            )
         return out
 
     def agg_access_15min(self) -> set[tuple]:
@@ -128,16 +170,27 @@ class Truth:
     def _counts(key: tuple, rows: list[dict]) -> tuple:
         types = [r["event_type"] for r in rows]
         fails = types.count("fail")
-        return (*key, len(rows), types.count("open"), types.count("close"), fails,
-                ratio(fails, len(rows)), len({r["trigger_source"] for r in rows}))  # fmt: skip
+        return (
+            *key,
+            len(rows),
+            types.count("open"),
+            types.count("close"),
+            fails,
+            ratio(fails, len(rows)),
+            len({r["trigger_source"] for r in rows}),
+        )
 
     def _grouped(self, bucket) -> dict[tuple, list[dict]]:
         groups: dict[tuple, list[dict]] = defaultdict(list)
         for e in self.events:
             v = self.version_at(e["device_id"], e["event_ts"])
-            key = (bucket(e["event_ts"]), e["household_id"],
-                   (v and v["region"]) or "unknown", (v and v["device_type"]) or "unknown",
-                   (v and v["model"]) or "unknown")  # fmt: skip
+            key = (
+                bucket(e["event_ts"]),
+                e["household_id"],
+                (v and v["region"]) or "unknown",
+                (v and v["device_type"]) or "unknown",
+                (v and v["model"]) or "unknown",
+            )
             groups[key].append(e)
         return groups
 
@@ -157,10 +210,16 @@ class Truth:
         out = set()
         for key, rows in groups.items():
             n = len(rows)
-            out.add((*key, n, min(r["battery_pct"] for r in rows),
-                     rounded(Decimal(sum(r["battery_pct"] for r in rows)) / n, 2),
-                     rounded(Decimal(sum(r["signal_strength_dbm"] for r in rows)) / n, 2),
-                     ratio(sum(r["is_online"] for r in rows), n)))  # fmt: skip
+            out.add(
+                (
+                    *key,
+                    n,
+                    min(r["battery_pct"] for r in rows),
+                    rounded(Decimal(sum(r["battery_pct"] for r in rows)) / n, 2),
+                    rounded(Decimal(sum(r["signal_strength_dbm"] for r in rows)) / n, 2),
+                    ratio(sum(r["is_online"] for r in rows), n),
+                )
+            )
         return out
 
     # --- sessions and alerts ------------------------------------------------------
@@ -176,11 +235,17 @@ class Truth:
                 if row["event_type"] != "open":
                     continue
                 nxt = rows[index + 1] if index + 1 < len(rows) else None
-                out.add((row["event_id"], device_id, row["event_ts"],
-                         nxt["event_ts"] if nxt and nxt["event_type"] == "close" else None,
-                         nxt and nxt["event_ts"],
-                         {"close": "closed", "open": "reopened"}[nxt["event_type"]] if nxt else None,
-                         nxt is None))  # fmt: skip
+                out.add(
+                    (
+                        row["event_id"],
+                        device_id,
+                        row["event_ts"],
+                        nxt["event_ts"] if nxt and nxt["event_type"] == "close" else None,
+                        nxt and nxt["event_ts"],
+                        {"close": "closed", "open": "reopened"}[nxt["event_type"]] if nxt else None,
+                        nxt is None,
+                    )
+                )
         return out
 
     def alerts(self) -> set[tuple]:
@@ -220,8 +285,9 @@ class Truth:
             if span > r.door_open:
                 household = next(e["household_id"] for e in self.events if e["event_id"] == sid)
                 severity = "critical" if span > r.door_open_critical else "warning"
-                found.append(("door_left_open", device_id, household, opened + r.door_open,
-                              ended, severity))  # fmt: skip
+                found.append(
+                    ("door_left_open", device_id, household, opened + r.door_open, ended, severity)
+                )
 
         # low battery and offline, from health reports up to the reference time
         reports: dict[str, list[dict]] = defaultdict(list)
@@ -238,8 +304,16 @@ class Truth:
                 if low and (row["battery_pct"] >= r.low_battery_pct or index == len(rows) - 1):
                     ended = row["reported_at"] if row["battery_pct"] >= r.low_battery_pct else None
                     lowest = min(x["battery_pct"] for x in low)
-                    found.append(("low_battery", device_id, household, low[0]["reported_at"], ended,
-                                  "critical" if lowest < r.critical_battery_pct else "warning"))  # fmt: skip
+                    found.append(
+                        (
+                            "low_battery",
+                            device_id,
+                            household,
+                            low[0]["reported_at"],
+                            ended,
+                            "critical" if lowest < r.critical_battery_pct else "warning",
+                        )
+                    )
                     low = []
             for index, row in enumerate(rows):
                 nxt = rows[index + 1]["reported_at"] if index + 1 < len(rows) else None
@@ -248,8 +322,16 @@ class Truth:
                     continue
                 if nxt is None and current.get(device_id, {}).get("status") == "retired":
                     continue
-                found.append(("offline", device_id, household, row["reported_at"] + r.offline,
-                              nxt, "critical" if gap > r.offline_critical else "warning"))  # fmt: skip
+                found.append(
+                    (
+                        "offline",
+                        device_id,
+                        household,
+                        row["reported_at"] + r.offline,
+                        nxt,
+                        "critical" if gap > r.offline_critical else "warning",
+                    )
+                )
         out = set()
         for kind, device_id, household, started, until, severity in found:
             if started > ref:
@@ -270,7 +352,8 @@ class Truth:
         for h in self.health:
             best = latest.get(h["device_id"])
             if best is None or (h["reported_at"], best["_ingested_at"]) > (
-                best["reported_at"], h["_ingested_at"]
+                best["reported_at"],
+                h["_ingested_at"],
             ):
                 latest[h["device_id"]] = h
         windows = defaultdict(lambda: [0, 0])
@@ -301,7 +384,18 @@ class Truth:
             else:
                 state = "ok"
             seen = [t for t in (h and h["reported_at"], last_event.get(device_id)) if t]
-            out.add((device_id, h["firmware_version"] if h else v["firmware_version"],
-                     max(seen) if seen else None, battery, signal, online, total, fails, rate,
-                     state))  # fmt: skip
+            out.add(
+                (
+                    device_id,
+                    h["firmware_version"] if h else v["firmware_version"],
+                    max(seen) if seen else None,
+                    battery,
+                    signal,
+                    online,
+                    total,
+                    fails,
+                    rate,
+                    state,
+                )
+            )
         return out

@@ -24,7 +24,7 @@ def _parse_vars(text: str) -> dict[str, object]:
         value = json.loads(text)
     except json.JSONDecodeError:
         raise argparse.ArgumentTypeError(
-            f"--vars must be a JSON object, e.g. '{{\"reference_at\": \"2026-01-01T00:00:00Z\"}}'"
+            f'--vars must be a JSON object, e.g. \'{{"reference_at": "2026-01-01T00:00:00Z"}}\''
             f" (got {text!r})"
         ) from None
     if not isinstance(value, dict):
@@ -33,7 +33,9 @@ def _parse_vars(text: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smart_access.transform", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="smart_access.transform", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--select", nargs="+", help="dbt node selection (default: everything)")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental models")
     parser.add_argument("--vars", type=_parse_vars, help="dbt vars as a JSON object")
@@ -45,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.freshness:
             fresh = run_source_freshness(target=args.target)
             for source in fresh.sources:
-                age = "never loaded" if source.age_seconds is None else f"{source.age_seconds:.0f}s old"
+                age = (
+                    "never loaded"
+                    if source.age_seconds is None
+                    else f"{source.age_seconds:.0f}s old"
+                )
                 print(f"{source.source_name}.{source.table_name:<16} {source.status:<6} {age}")
             return 0 if fresh.success else 1
         result = run_dbt_build(

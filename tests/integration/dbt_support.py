@@ -51,9 +51,7 @@ def dbt_env(pg: EphemeralPostgres, database: str) -> dict[str, str]:
     return env
 
 
-def build(
-    env: dict[str, str], target_path: Path, reference_at: str, **kwargs
-) -> DbtBuildResult:
+def build(env: dict[str, str], target_path: Path, reference_at: str, **kwargs) -> DbtBuildResult:
     result = run_dbt_build(
         vars={"reference_at": reference_at}, env=env, target_path=target_path, **kwargs
     )

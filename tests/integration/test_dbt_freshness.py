@@ -6,6 +6,7 @@ import psycopg2
 
 from stack.ephemeral import EphemeralPostgres
 from tests.integration.dbt_support import dbt_env, fresh_database
+
 from smart_access.dbt import run_source_freshness  # isort: skip  (path set by dbt_support)
 
 

@@ -71,12 +71,22 @@ def _phase1(ledger: Ledger) -> list[Device]:
     ledger.event(dev["dev-0013"], T0 + timedelta(minutes=30), "open")  # left open 25 minutes
     ledger.event(dev["dev-0013"], T0 + timedelta(minutes=55), "close")
     # A device the registry does not know yet (its record lands in phase 2).
-    ghost = Device("dev-0099", "hh-099", "gate", "GT-10", "2.0.0", "north", "Europe/Berlin",
-                   T0 - timedelta(days=10))  # fmt: skip
+    ghost = Device(
+        "dev-0099",
+        "hh-099",
+        "gate",
+        "GT-10",
+        "2.0.0",
+        "north",
+        "Europe/Berlin",
+        T0 - timedelta(days=10),
+    )
     for minute in (10, 11, 40, 41):
         ledger.event(ghost, T0 + timedelta(minutes=minute), "open" if minute % 2 == 0 else "close")
     # Late within the phase (an hour late) and re-sent duplicates.
-    candidates = [e for e in ledger._pending["smart-access.events"] if e["device_id"] not in SCRIPTED]
+    candidates = [
+        e for e in ledger._pending["smart-access.events"] if e["device_id"] not in SCRIPTED
+    ]
     for row in ledger.rng.sample(candidates, 40):
         ledger.resend(row, row["_ingested_at"] + timedelta(seconds=ledger.rng.randint(1, 30)))
     for device in fleet[20:30]:
@@ -93,11 +103,23 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
     # and the unknown device's record (its phase-1 events must pick it up).
     for device in fleet[::2]:
         device.firmware_version = "1.5.0"
-        ledger.register(device, PHASE2 + timedelta(minutes=10), PHASE2 + timedelta(minutes=10, seconds=1))
+        ledger.register(
+            device, PHASE2 + timedelta(minutes=10), PHASE2 + timedelta(minutes=10, seconds=1)
+        )
     dev["dev-0016"].status = "retired"
-    ledger.register(dev["dev-0016"], PHASE2 + timedelta(minutes=1), PHASE2 + timedelta(minutes=1, seconds=2))
-    ghost = Device("dev-0099", "hh-099", "gate", "GT-10", "2.0.0", "north", "Europe/Berlin",
-                   T0 - timedelta(days=10))  # fmt: skip
+    ledger.register(
+        dev["dev-0016"], PHASE2 + timedelta(minutes=1), PHASE2 + timedelta(minutes=1, seconds=2)
+    )
+    ghost = Device(
+        "dev-0099",
+        "hh-099",
+        "gate",
+        "GT-10",
+        "2.0.0",
+        "north",
+        "Europe/Berlin",
+        T0 - timedelta(days=10),
+    )
     ledger.register(ghost, T0 - timedelta(days=5), PHASE2 + timedelta(minutes=2))
     for device in fleet:
         if device.device_id not in SCRIPTED:
@@ -206,7 +228,13 @@ def warehouse(pg: EphemeralPostgres, tmp_path_factory):
     conn = psycopg2.connect(pg.dsn(database))
     ledger = Ledger(seed=11)
     try:
-        yield {"env": env, "target": target, "conn": conn, "ledger": ledger, "dsn": pg.dsn(database)}
+        yield {
+            "env": env,
+            "target": target,
+            "conn": conn,
+            "ledger": ledger,
+            "dsn": pg.dsn(database),
+        }
     finally:
         conn.close()
 
@@ -268,7 +296,8 @@ def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) ->
         assert cur.fetchone()[0] == T0 + timedelta(minutes=72, seconds=50)
         # Phase-1 events of the device registered later now carry its attributes.
         cur.execute(
-            "select count(*), count(model) from marts.fct_access_events where device_id = 'dev-0099'"
+            "select count(*), count(model) from marts.fct_access_events"
+            " where device_id = 'dev-0099'"
         )
         assert cur.fetchone() == (4, 4)
     # The incremental run only wrote the new rows (plus the lookback and reprocessing).
@@ -317,11 +346,16 @@ def test_incremental_equals_full_refresh(warehouse, phase2) -> None:
 
 def test_build_results_are_recorded_for_the_dashboard(warehouse, phase2) -> None:
     _, result = phase2
-    conn = psycopg2.connect(warehouse["dsn"].replace("user=postgres", "user=smart_access_analyst").replace("password=postgres", "password=analyst"))
+    conn = psycopg2.connect(
+        warehouse["dsn"]
+        .replace("user=postgres", "user=smart_access_analyst")
+        .replace("password=postgres", "password=analyst")
+    )
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "select success, tests_passed, tests_failed from ops.dbt_runs where invocation_id = %s",
+                "select success, tests_passed, tests_failed from ops.dbt_runs"
+                " where invocation_id = %s",
                 (result.invocation_id,),
             )
             assert cur.fetchone() == (True, result.tests_passed, 0)
@@ -369,6 +403,9 @@ def test_readme_queries_run_as_the_analyst(warehouse, phase2) -> None:
     firmware = next(q for q in queries if "dev-0001" in q)
     proc = subprocess.run(
         ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", firmware],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert [line.split("|")[1] for line in proc.stdout.splitlines()] == ["1.4.0", "1.5.0"]
