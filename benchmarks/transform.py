@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
 from smart_access.dbt import run_dbt_build  # noqa: E402
+
 from stack.ephemeral import EphemeralPostgres  # noqa: E402
 
 logger = logging.getLogger("benchmarks.transform")
@@ -38,10 +39,10 @@ REGISTRY_SQL = """
 insert into raw.device_registry (kafka_topic, kafka_partition, kafka_offset, schema_version,
     device_id, household_id, device_type, model, firmware_version, installed_at, status,
     updated_at, region, timezone, _ingested_at)
-select 'smart-access.devices', d % 3, d, 1, format('dev-%s', d), format('hh-%s', d / 3),
-    (array['garage_door','gate','smart_lock'])[1 + d % 3], format('M-%s', d % 5), '1.0.0',
+select 'smart-access.devices', d %% 3, d, 1, format('dev-%%s', d), format('hh-%%s', d / 3),
+    (array['garage_door','gate','smart_lock'])[1 + d %% 3], format('M-%%s', d %% 5), '1.0.0',
     %(t0)s::timestamptz - interval '100 days', 'active', %(t0)s::timestamptz - interval '1 day',
-    (array['north','south','east','west'])[1 + d % 4], 'Europe/Berlin', %(t0)s
+    (array['north','south','east','west'])[1 + d %% 4], 'Europe/Berlin', %(t0)s
 from generate_series(1, %(devices)s) as d
 """
 
@@ -49,14 +50,14 @@ EVENTS_SQL = """
 insert into raw.access_events (kafka_topic, kafka_partition, kafka_offset, schema_version,
     event_id, device_id, household_id, event_ts, event_type, trigger_source, failure_reason,
     _ingested_at)
-select 'smart-access.events', n % 6, %(offset)s + n, 1, gen_random_uuid(),
-    format('dev-%s', 1 + n % %(devices)s), format('hh-%s', (1 + n % %(devices)s) / 3),
-    ts, kind, (array['app','keypad','remote','schedule','voice'])[1 + n % 5],
+select 'smart-access.events', n %% 6, %(offset)s + n, 1, gen_random_uuid(),
+    format('dev-%%s', 1 + n %% %(devices)s), format('hh-%%s', (1 + n %% %(devices)s) / 3),
+    ts, kind, (array['app','keypad','remote','schedule','voice'])[1 + n %% 5],
     case when kind = 'fail' then 'obstruction' end,
     ts + interval '800 milliseconds'
 from (
     select n, %(start)s::timestamptz + (n * %(step)s) * interval '1 millisecond' as ts,
-        case when n % 40 = 0 then 'fail' when (n / %(devices)s) % 2 = 0 then 'open'
+        case when n %% 40 = 0 then 'fail' when (n / %(devices)s) %% 2 = 0 then 'open'
              else 'close' end as kind
     from generate_series(0, %(count)s - 1) as n
 ) as generated
@@ -80,10 +81,10 @@ HEALTH_SQL = """
 insert into raw.device_health (kafka_topic, kafka_partition, kafka_offset, schema_version,
     device_id, reported_at, battery_pct, signal_strength_dbm, is_online, firmware_version,
     _ingested_at)
-select 'smart-access.health', d % 6, %(offset)s + m * %(devices)s + d, 1, format('dev-%s', d),
-    %(start)s::timestamptz + m * interval '1 minute' + (d % 60) * interval '1 second',
-    greatest(0, 90 - (d % 100) - m / 10), -60 - d % 50, d % 97 <> 0, '1.0.0',
-    %(start)s::timestamptz + m * interval '1 minute' + (d % 60) * interval '1 second'
+select 'smart-access.health', d %% 6, %(offset)s + m * %(devices)s + d, 1, format('dev-%%s', d),
+    %(start)s::timestamptz + m * interval '1 minute' + (d %% 60) * interval '1 second',
+    greatest(0, 90 - (d %% 100) - m / 10), -60 - d %% 50, d %% 97 <> 0, '1.0.0',
+    %(start)s::timestamptz + m * interval '1 minute' + (d %% 60) * interval '1 second'
         + interval '1 second'
 from generate_series(1, %(devices)s) as d, generate_series(0, 14) as m
 """
@@ -133,14 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         full = run_dbt_build(full_refresh=True, vars={"reference_at": ref}, env=env,
                              target_path=target)  # fmt: skip
         full_seconds = time.monotonic() - started
-        logger.info("full build of %d events: %.1fs (success=%s)", events, full_seconds, full.success)
+        logger.info(
+            "full build of %d events: %.1fs (success=%s)", events, full_seconds, full.success
+        )
 
         second = T0 + timedelta(minutes=15)
         land(conn, second, events, 10_000_000, late=True)
         started = time.monotonic()
         incremental = run_dbt_build(vars={"reference_at": ref}, env=env, target_path=target)
         incremental_seconds = time.monotonic() - started
-        logger.info("incremental build: %.1fs (success=%s)", incremental_seconds, incremental.success)
+        logger.info(
+            "incremental build: %.1fs (success=%s)", incremental_seconds, incremental.success
+        )
 
         with conn, conn.cursor() as cur:
             started = time.monotonic()
