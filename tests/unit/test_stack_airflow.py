@@ -81,6 +81,8 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "dashboard",
+        "kafka-ui",
     ]
     assert entries[0].port == 18080 and entries[0].command[-1] == "api-server"
     conf = supervisord_conf(cfg, entries)
