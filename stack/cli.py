@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -110,6 +111,18 @@ def _wait_running(config: StackConfig, names: list[str], timeout: float = 60) ->
     raise StackError(f"services not running after {timeout:.0f}s: {states}")
 
 
+def _wait_listening(config: StackConfig, name: str, port: int, timeout: float = 90) -> None:
+    """A web app is up once its port answers (a Streamlit server takes a few seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_in_use(port):
+            return
+        time.sleep(0.3)
+    raise StackError(
+        f"{name} is not listening on {port} after {timeout:.0f}s; see {config.log_dir}/{name}.log"
+    )
+
+
 def _start_supervisor(config: StackConfig, entries: list[Service]) -> None:
     conf = config.root / "supervisord.conf"
     conf.write_text(supervisord_conf(config, entries))
@@ -191,6 +204,12 @@ def cmd_up(config: StackConfig) -> None:
             f"Airflow UI at 127.0.0.1:{config.airflow_port}",
             lambda: airflow.wait_healthy(config),
         )
+    for name, port in (("dashboard", config.dashboard_port), ("kafka-ui", config.kafka_ui_port)):
+        if name in apps:
+            _step(
+                f"{name} at http://127.0.0.1:{port}",
+                functools.partial(_wait_listening, config, name, port),
+            )
     _say("")
     cmd_status(config)
     if config.airflow_enabled:
