@@ -42,6 +42,7 @@ class Missing:
     query: str
     relations: tuple[str, ...]
     detail: str
+    code: str = "42P01"
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,11 @@ class Unavailable:
 class _Absent(Exception):
     """Raised inside the cache so that failures are never cached."""
 
-    def __init__(self, detail: str, unavailable: bool = False) -> None:
+    def __init__(self, detail: str, unavailable: bool = False, code: str = "") -> None:
         super().__init__(detail)
         self.detail = detail
         self.unavailable = unavailable
+        self.code = code
 
 
 def _first_line(exc: DBAPIError) -> str:
@@ -87,8 +89,9 @@ def _cached(url: str, sql: str, params: tuple[tuple[str, Any], ...]) -> pd.DataF
     except OperationalError as exc:
         raise _Absent(_first_line(exc), unavailable=True) from None
     except DBAPIError as exc:
-        if getattr(exc.orig, "pgcode", None) in _MISSING:
-            raise _Absent(_first_line(exc)) from None
+        code = getattr(exc.orig, "pgcode", None)
+        if code in _MISSING:
+            raise _Absent(_first_line(exc), code=code) from None
         raise
 
 
@@ -101,4 +104,4 @@ def run(query: Query, **params: Any) -> pd.DataFrame | Missing | Unavailable:
         if absent.unavailable:
             logger.warning("database unavailable: %s", absent.detail)
             return Unavailable(absent.detail)
-        return Missing(query.name, query.relations, absent.detail)
+        return Missing(query.name, query.relations, absent.detail, absent.code)

@@ -42,6 +42,19 @@ def show_absent(result: Missing | Unavailable, what: str = "") -> None:
         )
         return
     relations = ", ".join(f"`{r}`" for r in result.relations)
+    if result.code == "42703":
+        st.warning(
+            f"{relations} lacks a column {what or 'this section'} needs ({result.detail}). "
+            "Rebuild the marts with `make transform`; if the models changed, align "
+            "`analytics/queries.py` with them."
+        )
+        return
+    if result.code == "42501":
+        st.warning(
+            f"The dashboard's role may not read {relations} ({result.detail}). "
+            "Run `make migrate` to apply the grants."
+        )
+        return
     if any(r.startswith(("marts.", "staging.")) for r in result.relations):
         st.info(f"{NO_MARTS} ({what or 'this section'} reads {relations}: {result.detail})")
     else:

@@ -455,17 +455,22 @@ def _seed(pg: EphemeralPostgres) -> Seed:
         _insert(cur, "raw.dead_letters", seed.dead_letters)
         _insert(cur, "ops.pipeline_runs", seed.runs)
         cur.execute(
-            "insert into ops.dbt_runs values ('inv-1', 'build', now() - interval '6 minutes', "
-            "now() - interval '5 minutes', 60, 1, false, 48, 2)"
+            "insert into ops.dbt_runs (invocation_id, command, started_at, finished_at, "
+            "elapsed_seconds, return_code, success, tests_passed, tests_failed) values "
+            "('inv-1', 'build', now() - interval '6 minutes', now() - interval '5 minutes', "
+            "60, 1, false, 48, 2)"
         )
         cur.execute(
-            "insert into ops.dbt_node_results values "
+            "insert into ops.dbt_node_results (invocation_id, unique_id, resource_type, "
+            "node_name, status, failures, message) values "
             "('inv-1', 'test.a', 'test', 'unique_fct_access_events_event_id', 'pass', 0, null), "
             "('inv-1', 'test.b', 'test', 'not_null_fct_alerts_alert_id', 'fail', 3, "
             "'Got 3 results')"
         )
         cur.execute(
-            "insert into ops.source_freshness values ('inv-1', 'source.events', "
-            "'smart_access', 'access_events', 'pass', now() - interval '20 seconds', now(), 20)"
+            "insert into ops.source_freshness (invocation_id, unique_id, source_name, "
+            "table_name, status, max_loaded_at, snapshotted_at, age_seconds) values "
+            "('inv-1', 'source.events', 'smart_access', 'access_events', 'pass', "
+            "now() - interval '20 seconds', now(), 20)"
         )
     return seed

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
+import streamlit as st
 from psycopg2 import errors
 
 from analytics import queries as q
@@ -335,3 +336,25 @@ def test_the_dashboard_role_cannot_write(seed: Seed, pg: EphemeralPostgres, stat
     finally:
         conn.rollback()
         conn.close()
+        st.cache_data.clear()
+
+
+def test_a_renamed_mart_column_is_named_not_hidden(
+    seed: Seed, pg: EphemeralPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mart built with other column names says what is wrong instead of 'no marts'."""
+    conn = psycopg2.connect(pg.dsn(seed.database))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("alter table marts.fct_alerts rename column is_open to open_flag")
+        st.cache_data.clear()  # earlier tests in this process cached the alerts queries
+        at = open_page(DASHBOARD, "pages/alerts.py")
+        shown = texts(at)
+        assert "lacks a column" in shown and "is_open" in shown
+        assert NO_MARTS not in shown
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("alter table marts.fct_alerts rename column open_flag to is_open")
+        conn.close()
+        st.cache_data.clear()
