@@ -78,37 +78,43 @@ _WINDOW_NOW = "date_bin(interval '15 minutes', now(), timestamptz '2000-01-01')"
 
 # --- Overview --------------------------------------------------------------------
 
+# The 15-minute figures read the two newest whole windows of agg_access_15min; the
+# 24-hour ones the 48 newest whole hours of the much smaller hourly rollup.
 EVENT_KPIS = _q(
     "event_kpis",
-    (AGG_15MIN,),
+    (AGG_15MIN, AGG_HOURLY),
     f"""
-    with bounds as (select {_WINDOW_NOW} as current_window_at)
-    select
-        b.current_window_at,
-        coalesce(sum(w.event_count) filter (
-            where w.window_start_at >= b.current_window_at - interval '15 minutes'), 0)
-            as events_15m,
-        coalesce(sum(w.event_count) filter (
-            where w.window_start_at >= b.current_window_at - interval '30 minutes'
-              and w.window_start_at < b.current_window_at - interval '15 minutes'), 0)
-            as events_15m_prev,
-        coalesce(sum(w.event_count) filter (
-            where w.window_start_at >= b.current_window_at - interval '24 hours'), 0)
-            as events_24h,
-        coalesce(sum(w.event_count) filter (
-            where w.window_start_at < b.current_window_at - interval '24 hours'), 0)
-            as events_24h_prev,
-        coalesce(sum(w.fail_count) filter (
-            where w.window_start_at >= b.current_window_at - interval '24 hours'), 0)
-            as failures_24h,
-        coalesce(sum(w.fail_count) filter (
-            where w.window_start_at < b.current_window_at - interval '24 hours'), 0)
-            as failures_24h_prev
-    from bounds as b
-    left join marts.agg_access_15min as w
-        on w.window_start_at >= b.current_window_at - interval '48 hours'
-       and w.window_start_at < b.current_window_at
-    group by b.current_window_at
+    with windows as (
+        select
+            coalesce(sum(w.event_count) filter (
+                where w.window_start_at >= {_WINDOW_NOW} - interval '15 minutes'), 0)
+                as events_15m,
+            coalesce(sum(w.event_count) filter (
+                where w.window_start_at < {_WINDOW_NOW} - interval '15 minutes'), 0)
+                as events_15m_prev
+        from marts.agg_access_15min as w
+        where w.window_start_at >= {_WINDOW_NOW} - interval '30 minutes'
+          and w.window_start_at < {_WINDOW_NOW}
+    ),
+    hours as (
+        select
+            coalesce(sum(h.event_count) filter (
+                where h.hour_start_at >= date_trunc('hour', now()) - interval '24 hours'), 0)
+                as events_24h,
+            coalesce(sum(h.event_count) filter (
+                where h.hour_start_at < date_trunc('hour', now()) - interval '24 hours'), 0)
+                as events_24h_prev,
+            coalesce(sum(h.fail_count) filter (
+                where h.hour_start_at >= date_trunc('hour', now()) - interval '24 hours'), 0)
+                as failures_24h,
+            coalesce(sum(h.fail_count) filter (
+                where h.hour_start_at < date_trunc('hour', now()) - interval '24 hours'), 0)
+                as failures_24h_prev
+        from marts.agg_access_hourly as h
+        where h.hour_start_at >= date_trunc('hour', now()) - interval '48 hours'
+          and h.hour_start_at < date_trunc('hour', now())
+    )
+    select windows.*, hours.* from windows cross join hours
     """,
 )
 
@@ -167,7 +173,7 @@ EVENTS_PER_15MIN = _q(
     cross join lateral (
         values ('open', w.open_count), ('close', w.close_count), ('fail', w.fail_count)
     ) as t (event_type, events)
-    where w.window_start_at >= {_WINDOW_NOW} - interval '24 hours'
+    where w.window_start_at >= {_WINDOW_NOW} - cast(:lookback as interval)
       and w.window_start_at < {_WINDOW_NOW}
     group by w.window_start_at, t.event_type
     order by w.window_start_at, t.event_type

@@ -70,7 +70,7 @@ PAGES: dict[str, list[tuple[q.Query, dict[str, Any]]]] = {
         (q.EVENT_KPIS, {}),
         (q.DEVICE_KPIS, {"low_battery_pct": q.LOW_BATTERY_PCT}),
         (q.ALERT_KPIS, {}),
-        (q.EVENTS_PER_15MIN, {}),
+        (q.EVENTS_PER_15MIN, {"lookback": "6 hours"}),
     ],
     "activity": _activity("24 hours"),
     "activity (30 days, one region)": _activity("30 days", regions=["north"]),

@@ -9,10 +9,14 @@ from analytics.db import run
 from analytics.settings import REFRESH_SECONDS
 from analytics.ui import TIME_ZONE, as_int, delta, ready, time_chart
 
+# Six hours of 15-minute windows; the Activity page has longer ranges, hourly.
+CHART_HOURS = 6
+
 st.title("Overview")
 st.caption(
-    f"Times in {TIME_ZONE}. Event figures count whole 15-minute windows up to the current "
-    f"one; deltas compare with the period before. Refreshes every {REFRESH_SECONDS} s."
+    f"Times in {TIME_ZONE}. Event figures count whole 15-minute windows and whole hours "
+    f"before the current one; deltas compare with the period before. Refreshes every "
+    f"{REFRESH_SECONDS} s."
 )
 
 
@@ -34,7 +38,7 @@ def overview() -> None:
             "Events (24 h)",
             as_int(e.events_24h),
             delta(e.events_24h, e.events_24h_prev),
-            help="Access events in the last 96 complete 15-minute windows, against the 96 before.",
+            help="Access events in the last 24 whole hours, against the 24 hours before.",
         )
         rate = 100.0 * e.failures_24h / e.events_24h if e.events_24h else 0.0
         prev = 100.0 * e.failures_24h_prev / e.events_24h_prev if e.events_24h_prev else None
@@ -43,7 +47,8 @@ def overview() -> None:
             f"{rate:.1f} %",
             f"{rate - prev:+.1f} pp" if prev is not None else None,
             delta_color="inverse",
-            help="Share of events of type `fail` in the last 24 hours, against the day before.",
+            help="Share of events of type `fail` in the last 24 whole hours, against the 24 "
+            "hours before.",
         )
     if devices is not None:
         d = devices.iloc[0]
@@ -72,11 +77,13 @@ def overview() -> None:
             help="Alerts not resolved yet, against those open 24 hours ago.",
         )
 
-    st.subheader("Events per 15 minutes by type (last 24 h)")
-    series = ready(run(q.EVENTS_PER_15MIN, lookback="24 hours"), "the event time series")
+    st.subheader(f"Events per 15 minutes by type (last {CHART_HOURS} h)")
+    series = ready(
+        run(q.EVENTS_PER_15MIN, lookback=f"{CHART_HOURS} hours"), "the event time series"
+    )
     if series is not None:
         if series.empty:
-            st.info("No access events in the last 24 hours.")
+            st.info(f"No access events in the last {CHART_HOURS} hours.")
         else:
             st.altair_chart(
                 time_chart(series, "window_start_at", "events", "event_type", "events per 15 min"),
