@@ -77,7 +77,7 @@ class DeadLetterQueue:
         self._failures = 0
         for letter in letters:
             rec = letter.record
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("error_kind", letter.kind.encode()),
                 ("error_detail", letter.detail.encode()),
                 ("source_topic", rec.topic.encode()),
@@ -101,7 +101,8 @@ class DeadLetterQueue:
         remaining = self.producer.flush(self.timeout)
         if remaining or self._failures:
             raise DeadLetterQueueUnavailable(
-                f"{remaining} dead letters not acknowledged by {self.topic}, {self._failures} failed"
+                f"{remaining} dead letters not acknowledged by {self.topic}, "
+                f"{self._failures} failed"
             )
 
     def close(self) -> None:
@@ -191,10 +192,9 @@ class SinkConsumer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
-        if self.batch is not None and self.batch.size:
-            # the partitions are still ours until this callback returns: land what we have
-            if not self._flush(retry=False):
-                self.batch = None
+        # the partitions are still ours until this callback returns: land what we have
+        if self.batch is not None and self.batch.size and not self._flush(retry=False):
+            self.batch = None
         self.assignment -= gone
         self.need_rewind = self.need_rewind and bool(self.assignment)
         logger.info("revoked %d partitions", len(gone))

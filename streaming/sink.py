@@ -17,6 +17,7 @@ Two slower paths keep that promise when the fast one cannot:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -319,10 +320,8 @@ class PostgresSink:
     def discard(self) -> None:
         """Forget a broken connection without talking to the server."""
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg2.Error):
                 self._conn.close()
-            except psycopg2.Error:
-                pass
         self._conn = None
 
     def stored_positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
