@@ -107,6 +107,7 @@ class DeadLetterQueue:
 
     def close(self) -> None:
         self.producer.flush(5)
+        del self.producer
 
 
 class SinkConsumer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
 import time
@@ -85,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="send N messages back to back, then pause to keep the average rate",
     )
-    p.add_argument("--seed", type=int, default=42, help="same seed, same messages (default 42)")
+    p.add_argument(
+        "--seed", type=int, help="same seed (and --start), same messages (default: a random seed)"
+    )
     p.add_argument(
         "--start", type=_iso, help="simulated clock start (ISO-8601 with offset; default now)"
     )
@@ -127,6 +130,8 @@ class _Stats:
 
 
 def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    if args.seed is None:
+        args.seed = secrets.randbits(31)
     sim = Simulator(
         SimulatorConfig(
             households=args.households,

@@ -145,7 +145,7 @@ class _Due:
 class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(config.seed)  # noqa: S311 - a simulation, not security
         start = config.start or datetime.now(UTC).replace(microsecond=0)
         self.start = start.astimezone(UTC)
         self.clock = 0.0  # simulated seconds since start
@@ -235,13 +235,11 @@ class Simulator:
             Truth(**{**message.truth.__dict__, "seq": self.seq}),
             message.timestamp,
         )
-        if message.truth.kind == "access_event" and message.truth.valid:
-            if message.truth.duplicate_of is None:
-                self._recent_events.append(
-                    (self.seq, message.key, message.value, message.truth.event_id or "")
-                )
-                if len(self._recent_events) > 1000:
-                    del self._recent_events[:500]
+        truth = message.truth
+        if truth.kind == "access_event" and truth.valid and truth.duplicate_of is None:
+            self._recent_events.append((self.seq, message.key, message.value, truth.event_id or ""))
+            if len(self._recent_events) > 1000:
+                del self._recent_events[:500]
         self.seq += 1
         return message
 

@@ -61,26 +61,33 @@ def produce(
     kafka: EphemeralKafka,
     prefix: str,
     records: Iterable[tuple[str, bytes | None, bytes | None]],
-) -> int:
-    """Send (topic, key, value) records; returns how many were acknowledged."""
-    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all"})
-    acked = 0
+    tags: Iterable[Any] | None = None,
+) -> dict[tuple[str, int, int], Any]:
+    """Send (topic, key, value) records; returns coordinates -> tag of every acknowledged one."""
+    producer = Producer(
+        {**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 20}
+    )
+    landed: dict[tuple[str, int, int], Any] = {}
+    tag_iter = iter(tags) if tags is not None else None
 
-    def done(err: Any, _msg: Any) -> None:
-        nonlocal acked
-        assert err is None, err
-        acked += 1
+    def done_for(tag: Any) -> Callable[[Any, Any], None]:
+        def done(err: Any, msg: Any) -> None:
+            assert err is None, err
+            landed[(msg.topic(), msg.partition(), msg.offset())] = tag
+
+        return done
 
     for topic, key, value in records:
+        tag = next(tag_iter) if tag_iter is not None else None
         while True:
             try:
-                producer.produce(prefix + topic, key=key, value=value, on_delivery=done)
+                producer.produce(prefix + topic, key=key, value=value, on_delivery=done_for(tag))
                 break
             except BufferError:
                 producer.poll(0.1)
         producer.poll(0)
-    assert producer.flush(60) == 0
-    return acked
+    assert producer.flush(120) == 0
+    return landed
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -126,6 +133,23 @@ def coordinates(pg: EphemeralPostgres, prefix: str, table: str) -> list[tuple[st
             (prefix + "%",),
         )
     ]
+
+
+def assert_exactly_once(
+    pg: EphemeralPostgres, prefix: str, produced: dict[tuple[str, int, int], bool]
+) -> None:
+    """raw = the produced valid records and dead letters = the invalid ones, each once."""
+    rows: list[tuple[str, int, int]] = []
+    for table in ("access_events", "device_health", "device_registry"):
+        rows += coordinates(pg, prefix, table)
+    dead = coordinates(pg, prefix, "dead_letters")
+    assert len(rows) == len(set(rows)), "duplicate coordinates in raw"
+    valid = {c for c, ok in produced.items() if ok}
+    invalid = {c for c, ok in produced.items() if not ok}
+    assert set(rows) == valid, (
+        f"{len(valid - set(rows))} valid records missing, {len(set(rows) - valid)} unexpected"
+    )
+    assert set(dead) == invalid and len(dead) == len(invalid)
 
 
 def consumer_process(
