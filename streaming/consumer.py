@@ -241,8 +241,11 @@ class SinkConsumer:
     def _sleep_polling(self, seconds: float) -> None:
         """Wait without consuming (callers paused or will rewind); keeps group membership."""
         end = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < end:
-            self.consumer.consume(num_messages=1, timeout=min(0.2, end - time.monotonic()))
+        while not self.stopping:
+            left = end - time.monotonic()
+            if left <= 0:  # never pass a negative timeout: librdkafka reads it as "forever"
+                break
+            self.consumer.consume(num_messages=1, timeout=min(0.2, left))
 
     # --- the loop -----------------------------------------------------------
     def run(self) -> int:
@@ -421,9 +424,10 @@ class SinkConsumer:
         ]
         try:
             if parts:
+                # re-assigning sets every fetch position at once, whatever state the
+                # fetcher is in (a seek right after resume can race with it)
                 self.consumer.resume(parts)
-                for part in parts:
-                    self.consumer.seek(part)
+                self.consumer.assign(parts)
         except KafkaException as exc:
             logger.warning("seek to stored positions failed (%s); retrying", exc)
             self._sleep_polling(0.5)
