@@ -36,8 +36,8 @@ from confluent_kafka import Producer
 
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
 from streaming.contracts import Invalid, Validator
-from streaming.sink import COLUMNS, TABLES, copy_line
 from streaming.simulator import Simulator, SimulatorConfig
+from streaming.sink import COLUMNS, TABLES, copy_line
 
 logger = logging.getLogger("benchmarks.ingest")
 

@@ -80,6 +80,7 @@ def plan_replay(
     probe = Consumer(
         {
             **kafka.client_config(),
+            "log_level": 3,
             "group.id": "smart-access-replay-probe",
             "enable.auto.commit": False,
         }
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     topics = [args.topic_prefix + t for t in (args.topic or DATA_TOPICS)]
     try:
-        admin = AdminClient(kafka.client_config())
+        # librdkafka's own notices (log_level 3: errors only) would clutter the one-line errors
+        admin = AdminClient({**kafka.client_config(), "log_level": 3})
         _check_group_idle(admin, args.group, 15.0)
         stored = stored_positions(dsn, args.group)
         moves = plan_replay(kafka, topics, stored, args.from_timestamp)

@@ -20,7 +20,7 @@ NOW = datetime.now(UTC)
 PREFIX = f"prop{uuid.uuid4().hex[:8]}."
 _offsets = itertools.count()
 
-text = st.text(min_size=0, max_size=140)
+text = st.text(min_size=1, max_size=130)
 moments = st.datetimes(
     min_value=datetime(1900, 1, 1),
     max_value=datetime(2100, 1, 1),
@@ -45,8 +45,8 @@ health = st.fixed_dictionaries(
         "schema_version": st.just(1),
         "device_id": text,
         "reported_at": moments.map(lambda d: d.isoformat()),
-        "battery_pct": st.integers(-5, 105),
-        "signal_strength_dbm": st.integers(-130, 5),
+        "battery_pct": st.integers(-1, 101),
+        "signal_strength_dbm": st.integers(-121, 1),
         "is_online": st.booleans(),
         "firmware_version": text,
     },
