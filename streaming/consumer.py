@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -36,7 +37,7 @@ from streaming import logs
 from streaming.clients import consumer_config, producer_config
 from streaming.contracts import DEFAULT_MAX_BYTES, Invalid, Validator
 from streaming.settings import KafkaSettings, PostgresSettings
-from streaming.sink import Batch, DeadLetter, PostgresSink, Record
+from streaming.sink import Batch, BatchResult, DeadLetter, PostgresSink, Record
 from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DLQ
 
 __all__ = ["DeadLetterQueue", "SinkConsumer", "main"]
@@ -44,7 +45,7 @@ __all__ = ["DeadLetterQueue", "SinkConsumer", "main"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5000
-DEFAULT_BATCH_TIMEOUT = 0.5
+DEFAULT_BATCH_TIMEOUT = 0.25
 _PG_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError)
 _AUTH_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
 
@@ -125,6 +126,7 @@ class SinkConsumer:
         max_skew: timedelta = timedelta(minutes=5),
         max_backoff: float = 30.0,
         consumer_overrides: dict[str, Any] | None = None,
+        synchronous_commit: bool = False,
     ) -> None:
         self.client_id = f"{socket.gethostname()}-{os.getpid()}"
         self.group = group
@@ -134,7 +136,7 @@ class SinkConsumer:
         self.batch_timeout = batch_timeout
         self.max_backoff = max_backoff
         self.validator = Validator(max_bytes=max_message_bytes, max_skew=max_skew)
-        self.sink = PostgresSink(postgres_dsn, group, self.client_id)
+        self.sink = PostgresSink(postgres_dsn, group, self.client_id, synchronous_commit)
         self.dlq = DeadLetterQueue(kafka, self.client_id, topic=topic_prefix + DLQ)
         self.consumer = Consumer(
             consumer_config(
@@ -146,6 +148,8 @@ class SinkConsumer:
             )
         )
         self.batch: Batch | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
+        self._inflight: tuple[Batch, Future[BatchResult]] | None = None
         self.batch_deadline = 0.0
         self.assignment: set[tuple[str, int]] = set()
         self.need_rewind = False
@@ -173,6 +177,7 @@ class SinkConsumer:
 
     # --- rebalance callbacks -------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(retry=False)  # the sink's connection is free for the position lookup
         wanted = [(p.topic, p.partition) for p in partitions]
         positions = self._retry_pg("reading stored positions", self.sink.stored_positions, wanted)
         if positions is None:  # stopping while PostgreSQL is down: read nothing
@@ -194,7 +199,7 @@ class SinkConsumer:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
         # the partitions are still ours until this callback returns: land what we have
-        if self.batch is not None and self.batch.size and not self._flush(retry=False):
+        if not self._flush(retry=False):
             self.batch = None
         self.assignment -= gone
         self.need_rewind = self.need_rewind and bool(self.assignment)
@@ -202,6 +207,7 @@ class SinkConsumer:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
+        self._settle(retry=False)  # already written: harmless, the database dedupes
         if self.batch is not None:
             # someone else may own them already: never write their records
             self.batch = self.batch.drop_partitions(gone)
@@ -269,13 +275,14 @@ class SinkConsumer:
                     continue
                 self._poll_once()
                 self._report()
-            if self.batch is not None and self.batch.size:
-                self._flush(retry=False)
+            self._flush(retry=False)
         finally:
             self.batch = None
             try:
+                self._settle(retry=False)
                 self.consumer.close()
             finally:
+                self._writer.shutdown(wait=True)
                 self.sink.close()
                 self.dlq.close()
         logger.info(
@@ -287,22 +294,27 @@ class SinkConsumer:
         return 0
 
     def _poll_once(self) -> None:
+        if self._inflight is not None and self._inflight[1].done():
+            self._settle(retry=True)
+            if self.need_rewind:
+                return
+        called = time.monotonic()
         if self.batch is None or not self.batch.size:
-            timeout = 1.0
-        else:
-            timeout = max(0.0, self.batch_deadline - time.monotonic())
+            # the first record of a batch may arrive right away: its wait starts now
+            self.batch_deadline = called + self.batch_timeout
+        timeout = max(0.0, self.batch_deadline - called)
         want = self.batch_size - (self.batch.size if self.batch else 0)
         messages = self.consumer.consume(num_messages=max(1, min(want, 10_000)), timeout=timeout)
         if messages:
-            self._absorb(messages)
+            self._absorb(messages, called)
         if (
             self.batch is not None
             and self.batch.size
             and (self.batch.size >= self.batch_size or time.monotonic() >= self.batch_deadline)
         ):
-            self._flush(retry=True)
+            self._submit(retry=True)
 
-    def _absorb(self, messages: list[Any]) -> None:
+    def _absorb(self, messages: list[Any], called: float) -> None:
         now = datetime.now(UTC)
         validate = self.validator.validate
         cut = len(self.prefix)
@@ -310,9 +322,8 @@ class SinkConsumer:
             self.batch = Batch()
         batch = self.batch
         if not batch.size:
-            batch.started_at = now
-            batch.started_monotonic = time.monotonic()
-            self.batch_deadline = batch.started_monotonic + self.batch_timeout
+            batch.started_at = now - timedelta(seconds=time.monotonic() - called)
+            batch.started_monotonic = called
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -350,13 +361,30 @@ class SinkConsumer:
             return None
         return total
 
-    def _flush(self, retry: bool) -> bool:
+    def _submit(self, retry: bool) -> None:
+        """Hand the current batch to the writer thread once the previous one is settled.
+
+        One batch is written while the next is decoded: PostgreSQL's COPY and the
+        consumer's Python work overlap instead of taking turns.
+        """
+        if not self._settle(retry):
+            return
         batch = self.batch
         if batch is None or not batch.size:
-            return True
+            return
         batch.consumer_lag = self._lag(batch)
+        self.batch = None
+        self._inflight = (batch, self._writer.submit(self.sink.write, batch, self.dlq))
+
+    def _settle(self, retry: bool) -> bool:
+        """Wait for the batch being written; False if it failed (positions are rewound
+        and the batch being built, which follows it, is dropped)."""
+        if self._inflight is None:
+            return True
+        batch, future = self._inflight
+        self._inflight = None
         try:
-            result = self.sink.write(batch, publish=self.dlq)
+            result = future.result()
         except (*_PG_DOWN, DeadLetterQueueUnavailable) as exc:
             if isinstance(exc, _PG_DOWN):
                 self._raise_if_config_error(exc)
@@ -376,7 +404,6 @@ class SinkConsumer:
                 self._sleep_polling(self.backoff)
                 self.backoff = min(self.backoff * 2, self.max_backoff)
             return False
-        self.batch = None
         self.backoff = 0.5
         self.totals["rows"] += result.rows
         self.totals["dead"] += result.dead_letters
@@ -395,6 +422,11 @@ class SinkConsumer:
         except KafkaException as exc:
             logger.debug("Kafka offset commit skipped: %s", exc)
         return True
+
+    def _flush(self, retry: bool) -> bool:
+        """Write the current batch and wait for it (and for the one before it)."""
+        self._submit(retry)
+        return self._settle(retry) and not self.need_rewind
 
     def _pause(self) -> None:
         parts = [TopicPartition(t, p) for t, p in self.assignment]
@@ -516,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a timestamp may lie in the future (default 300)",
     )
     parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default="off",
+        help="wait for the WAL flush at each batch commit (default off: a crash can only "
+        "roll rows and positions back together, and they are re-read from Kafka)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser
@@ -540,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_timeout=args.batch_timeout,
         max_message_bytes=args.max_message_bytes,
         max_skew=timedelta(seconds=args.max_skew),
+        synchronous_commit=args.synchronous_commit == "on",
     )
     signal.signal(signal.SIGTERM, consumer.request_stop)
     signal.signal(signal.SIGINT, consumer.request_stop)
