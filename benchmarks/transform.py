@@ -28,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
 from smart_access.dbt import DbtBuildResult, run_dbt_build  # noqa: E402
-
 from stack.ephemeral import EphemeralPostgres  # noqa: E402
 
 logger = logging.getLogger("benchmarks.transform")
