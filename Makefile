@@ -53,3 +53,10 @@ lint: setup ## ruff and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+
+transform: setup ## run one dbt build (models, snapshot, tests) against the configured PostgreSQL; results land in ops.dbt_*
+	@PYTHONPATH=$(CURDIR)/plugins:$(CURDIR) $(PY) -m smart_access.transform $(if $(SELECT),--select $(SELECT)) $(if $(FULL_REFRESH),--full-refresh)
+
+psql: ## open psql on smart_access as the read-only analyst role
+	@PGHOST=$${PGHOST:-127.0.0.1} PGPORT=$${PGPORT:-5432} PGDATABASE=$${PGDATABASE:-smart_access} \
+		PGUSER=smart_access_analyst PGPASSWORD=$${SMART_ACCESS_ANALYST_PASSWORD:-analyst} psql

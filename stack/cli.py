@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stack import kafka, postgres
+from stack import airflow, kafka, postgres
 from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError
 from stack.migrate import apply_migrations
 from stack.services import Service, services, supervisord_conf
@@ -74,7 +74,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-_PORT_VARIABLE = {"postgres": "PGPORT", "kafka": "KAFKA_PORT"}
+_PORT_VARIABLE = {"postgres": "PGPORT", "kafka": "KAFKA_PORT", "airflow-api-server": "AIRFLOW_PORT"}
 
 
 def _check_ports(entries: list[Service], info: dict[str, dict[str, Any]]) -> None:
@@ -131,6 +131,9 @@ def cmd_up(config: StackConfig) -> None:
     for folder in (config.root, config.log_dir, config.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     info = _process_info(config)
+    if config.airflow_enabled:
+        # Secrets and the login's password file must exist before the services' config.
+        airflow.prepare(config, dict(os.environ))
     if not config.pg_external:
         bindir = _step("PostgreSQL server binaries", postgres.ensure_binaries)
         created = postgres.initdb(bindir, config.pg_data, config.admin_user, config.admin_password)
@@ -166,12 +169,31 @@ def cmd_up(config: StackConfig) -> None:
     created = _step("topics", lambda: ensure_topics(kafka_config))
     if created:
         _say(f"    created {', '.join(created)}")
+    if config.airflow_enabled:
+        migrated = _step(
+            "Airflow metadata database",
+            lambda: airflow.migrate_metadata(config, dict(os.environ)),
+        )
+        if migrated:
+            _say(f"    migrated to {airflow.head_revision()} (log: airflow-db-migrate.log)")
     apps = [s.name for s in entries if s.stage == "app"]
     if apps:
         _rpc_start(config, apps)
         _step(f"starting {', '.join(apps)}", lambda: _wait_running(config, apps, timeout=120))
+    if config.airflow_enabled:
+        _step(
+            f"Airflow UI at 127.0.0.1:{config.airflow_port}",
+            lambda: airflow.wait_healthy(config),
+        )
     _say("")
     cmd_status(config)
+    if config.airflow_enabled:
+        user, password = airflow.credentials(dict(os.environ))
+        _say(
+            f"\nAirflow: http://127.0.0.1:{config.airflow_port}  login {user} / {password} "
+            "(local default from .env.airflow; change it for anything shared)"
+        )
+        _say("  the DAG smart_access_streaming_pipeline starts paused: enable it in the UI")
 
 
 def _rpc_start(config: StackConfig, names: list[str]) -> None:
@@ -254,6 +276,17 @@ def cmd_migrate(config: StackConfig) -> None:
     _say(f"applied {', '.join(applied)}" if applied else "schema is up to date")
 
 
+def cmd_airflow(config: StackConfig, args: list[str]) -> None:
+    """Run the `airflow` CLI against the stack's Airflow (its database and settings)."""
+    if not config.airflow_enabled:
+        raise StackError("Airflow is switched off (SMART_ACCESS_AIRFLOW=off)")
+    if not (config.airflow_home / "stack-secrets.json").exists():
+        raise StackError("the stack's Airflow is not set up yet; run `make up` first")
+    binary = str(Path(sys.executable).parent / "airflow")
+    env = {**os.environ, **airflow.airflow_env(config, dict(os.environ))}
+    os.execve(binary, [binary, *args], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--no-follow", action="store_true", help="print and exit")
     sub.add_parser("wipe", help="delete the stack's data (stack must be down)")
     sub.add_parser("migrate", help="apply database migrations")
+    cli = sub.add_parser("airflow", help="run the airflow CLI against the stack's Airflow")
+    cli.add_argument("args", nargs=argparse.REMAINDER, help="e.g. dags unpause DAG_ID")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -280,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_wipe(config)
         elif args.command == "migrate":
             cmd_migrate(config)
+        elif args.command == "airflow":
+            cmd_airflow(config, args.args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -41,6 +41,17 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return port
 
 
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise StackError(f"{name}={raw!r} is not a switch; set it to on or off")
+
+
 @dataclass(frozen=True)
 class StackConfig:
     root: Path
@@ -54,6 +65,8 @@ class StackConfig:
     kafka_external: bool
     kafka_bootstrap: str
     role_passwords: dict[str, str] = field(default_factory=dict)
+    airflow_port: int = 8080
+    airflow_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -78,6 +91,8 @@ class StackConfig:
             kafka_external=kafka_external,
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{kafka_port}",
             role_passwords=passwords,
+            airflow_port=_port(env, "AIRFLOW_PORT", 8080),
+            airflow_enabled=_flag(env, "SMART_ACCESS_AIRFLOW", default=True),
         )
 
     # --- folders -------------------------------------------------------------
@@ -92,6 +107,10 @@ class StackConfig:
     @property
     def kafka_libs(self) -> Path:
         return REPO_ROOT / "stack" / "kafka-jars" / "target" / "libs"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
 
     @property
     def log_dir(self) -> Path:

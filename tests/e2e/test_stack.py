@@ -50,6 +50,9 @@ def stack_env() -> Iterator[dict[str, str]]:
         PGPORT=str(free_port()),
         KAFKA_PORT=str(free_port()),
         KAFKA_CONTROLLER_PORT=str(free_port()),
+        AIRFLOW_PORT=str(free_port()),
+        # Airflow has its own e2e test (test_airflow.py); this one exercises the supervisor.
+        SMART_ACCESS_AIRFLOW="off",
     )
     try:
         yield env

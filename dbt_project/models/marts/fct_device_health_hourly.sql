@@ -1,0 +1,79 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['device_id', 'hour_start_at'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['device_id', 'hour_start_at'], 'unique': True},
+        ],
+    )
+}}
+-- Per device and hour (UTC): battery, signal and how often the device said it was
+-- online. Incremental: the device-hours touched by reports ingested since the
+-- newest one already counted (minus the lookback) are recomputed in full.
+
+with
+
+health as (
+
+    select * from {{ ref('stg_smart_access__device_health') }}
+
+),
+
+{% if is_incremental() %}
+
+touched as (
+
+    select distinct
+        health.device_id,
+        {{ hour_start('health.reported_at') }} as hour_start_at
+    from health
+    where health.ingested_at > (
+        select coalesce(max(last_ingested_at), timestamptz '-infinity')
+            - {{ minutes_var('ingest_lookback_minutes') }}
+        from {{ this }}
+    )
+
+),
+
+reports as (
+
+    select health.*, touched.hour_start_at
+    from touched
+    inner join health
+        on health.device_id = touched.device_id
+        and health.reported_at >= touched.hour_start_at
+        and health.reported_at < touched.hour_start_at + interval '1 hour'
+
+),
+
+{% else %}
+
+reports as (
+
+    select health.*, {{ hour_start('health.reported_at') }} as hour_start_at
+    from health
+
+),
+
+{% endif %}
+
+aggregated as (
+
+    select
+        reports.device_id,
+        reports.hour_start_at,
+        count(*) as report_count,
+        min(reports.battery_pct) as battery_min_pct,
+        round(avg(reports.battery_pct), 2) as battery_avg_pct,
+        round(avg(reports.signal_strength_dbm), 2) as signal_avg_dbm,
+        round(count(*) filter (where reports.is_online)::numeric / count(*), 6) as online_ratio,
+        max(reports.ingested_at) as last_ingested_at
+
+    from reports
+    group by reports.device_id, reports.hour_start_at
+
+)
+
+select * from aggregated

@@ -1,0 +1,141 @@
+"""Failure callback of the pipeline's tasks: alert row, run record, optional webhook.
+
+`on_task_failure` runs when a task has failed for good (after its retries). It logs
+one clear line, marks the run record failed, writes an `ops.pipeline_alerts` row and,
+when `SMART_ACCESS_ALERT_WEBHOOK_URL` is set, POSTs a JSON alert there. A callback
+must never raise: each step that fails is logged and the next still runs.
+
+This module is imported when the DAG file is parsed, so it imports nothing heavy
+at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["alert_payload", "on_task_failure", "send_webhook"]
+
+logger = logging.getLogger(__name__)
+
+_DETAIL_LIMIT = 4000
+
+
+def alert_payload(
+    *,
+    dag_id: str,
+    run_id: str | None,
+    task_id: str | None,
+    summary: str,
+    detail: str | None,
+    log_url: str | None,
+) -> dict[str, Any]:
+    """JSON body of the webhook; `text` makes it readable in Slack-compatible receivers."""
+    return {
+        "text": f":red_circle: {dag_id} failed at {task_id}: {summary}",
+        "severity": "error",
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "summary": summary,
+        "detail": detail,
+        "log_url": log_url,
+    }
+
+
+def send_webhook(url: str, payload: dict[str, Any], timeout: float = 5.0) -> str:
+    """POST `payload`; returns a short status for the alert row, never raises."""
+    if not url.startswith(("http://", "https://")):
+        return "refused: webhook URL must be http(s)"
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return f"sent: HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"failed: HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"failed: {exc}"[:200]
+
+
+def _summary(exception: BaseException | None) -> tuple[str, str | None]:
+    if exception is None:
+        return "task failed (no exception recorded)", None
+    text = str(exception).strip() or type(exception).__name__
+    first, _, rest = text.partition("\n")
+    return f"{type(exception).__name__}: {first}"[:500], (text[:_DETAIL_LIMIT] if rest else None)
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    from smart_access.pipeline import postgres_connection, run_key
+    from smart_access.records import fail_run, write_alert
+    from smart_access.settings import PipelineSettings
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or "unknown"
+    task_id = getattr(ti, "task_id", None)
+    run_id = getattr(ti, "run_id", None)
+    try_number = getattr(ti, "try_number", None)
+    log_url = getattr(ti, "log_url", None)
+    summary, detail = _summary(context.get("exception"))
+    logger.error(
+        "PIPELINE FAILURE dag=%s run=%s task=%s try=%s: %s",
+        dag_id,
+        run_id,
+        task_id,
+        try_number,
+        summary,
+    )
+    try:
+        settings = PipelineSettings()
+    except Exception:
+        logger.exception("pipeline settings are invalid; no webhook and default connection ids")
+        settings = PipelineSettings.model_construct()
+    webhook_status = "not configured"
+    if settings.alert_webhook_url is not None:
+        payload = alert_payload(
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            summary=summary,
+            detail=detail,
+            log_url=log_url,
+        )
+        webhook_status = send_webhook(str(settings.alert_webhook_url), payload)
+        logger.info("alert webhook: %s", webhook_status)
+    try:
+        conn = postgres_connection(settings)
+    except Exception:
+        logger.exception("could not connect to write the alert row")
+        return
+    try:
+        try:
+            fail_run(conn, run_key(context), task_id or "unknown", summary, datetime.now(UTC))
+        except Exception:
+            conn.rollback()
+            logger.exception("could not mark the run record failed")
+        alert_id = write_alert(
+            conn,
+            severity="error",
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            try_number=try_number,
+            summary=summary,
+            detail=detail,
+            log_url=log_url,
+            webhook_status=webhook_status,
+        )
+        logger.error("alert %s written to ops.pipeline_alerts", alert_id)
+    except Exception:
+        logger.exception("could not write the alert row")
+    finally:
+        conn.close()

@@ -1,0 +1,333 @@
+"""The bodies of the pipeline's tasks; the DAG file only wires them.
+
+Each function takes the Airflow task context, does one step, writes its part of the
+run record (`ops.pipeline_runs`, keyed by the DAG run) and returns a small summary
+for XCom. A threshold breach or a failed dbt node raises `AirflowFailException`:
+retrying cannot fix data, so the task fails at once and the failure callback writes
+the alert. Errors that may pass (a broker or database briefly away) raise ordinary
+exceptions and are retried.
+
+The dbt call lives behind `transform()` and `source_freshness_status()` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from smart_access import dbt as dbt_api
+from smart_access.records import RunKey, TransformOutcome
+from smart_access.settings import PipelineSettings
+
+__all__ = [
+    "build_models",
+    "check_consumer_lag",
+    "check_raw_freshness",
+    "kafka_admin",
+    "kafka_offsets_reader",
+    "postgres_connection",
+    "record_success",
+    "run_key",
+    "source_freshness",
+    "transform",
+]
+
+logger = logging.getLogger(__name__)
+
+INTERVAL = timedelta(minutes=15)
+
+
+def _fail(message: str) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+# --- context and connections --------------------------------------------------------------
+
+
+def run_key(context: dict[str, Any]) -> RunKey:
+    """The run's identity and data interval; a run without one covers the last 15 min."""
+    dag_run = context["dag_run"]
+    start = context.get("data_interval_start") or getattr(dag_run, "data_interval_start", None)
+    end = context.get("data_interval_end") or getattr(dag_run, "data_interval_end", None)
+    if end is None:
+        end = getattr(dag_run, "run_after", None) or datetime.now(UTC)
+    if start is None or start >= end:
+        start = end - INTERVAL
+    started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
+    return RunKey(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        interval_start=start,
+        interval_end=end,
+        run_started_at=started,
+    )
+
+
+def postgres_connection(settings: PipelineSettings) -> Any:
+    """A psycopg2 connection from the Postgres provider's connection.
+
+    The provider's own `get_conn()` returns psycopg 3 when it is installed; the
+    platform's SQL helpers speak psycopg2, so only the connection's fields are used.
+    """
+    import psycopg2
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=settings.postgres_conn_id)
+    conn = hook.get_connection(settings.postgres_conn_id)
+    return psycopg2.connect(
+        host=conn.host,
+        port=conn.port or 5432,
+        user=conn.login,
+        password=conn.password,
+        dbname=conn.schema,
+        connect_timeout=10,
+        application_name="airflow-smart-access",
+    )
+
+
+def kafka_admin(settings: PipelineSettings) -> Any:
+    from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
+
+    return KafkaAdminClientHook(kafka_config_id=settings.kafka_conn_id).get_conn
+
+
+def kafka_offsets_reader(settings: PipelineSettings, group: str) -> Any:
+    """A Consumer of `group` that only reads its committed offsets (it never subscribes,
+    so it does not join the group or trigger a rebalance)."""
+    from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
+    from confluent_kafka import Consumer
+
+    connection = KafkaAdminClientHook.get_connection(settings.kafka_conn_id)
+    config = {
+        **connection.extra_dejson,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "client.id": "airflow-lag-gate",
+    }
+    return Consumer(config)
+
+
+def _warn(conn: Any, key: RunKey, task_id: str, reasons: list[str]) -> None:
+    from smart_access.records import write_alert
+
+    summary = "; ".join(reasons)
+    logger.warning("ingestion gate warning: %s", summary)
+    write_alert(
+        conn,
+        severity="warning",
+        dag_id=key.dag_id,
+        run_id=key.run_id,
+        task_id=task_id,
+        summary=summary[:500],
+    )
+
+
+# --- 1. ingestion gate ---------------------------------------------------------------------
+
+
+def check_consumer_lag(context: dict[str, Any]) -> dict[str, Any]:
+    from smart_access.ingestion import evaluate_lag, measure_consumer_lag
+    from smart_access.records import record_lag
+    from streaming.topics import CONSUMER_GROUP, DATA_TOPICS
+
+    settings = PipelineSettings()
+    key = run_key(context)
+    reader = kafka_offsets_reader(settings, CONSUMER_GROUP)
+    try:
+        lags = measure_consumer_lag(kafka_admin(settings), reader, DATA_TOPICS)
+    finally:
+        reader.close()
+    for item in lags:
+        logger.info(
+            "lag %s[%d]: committed %s, end %d, lag %d",
+            item.topic,
+            item.partition,
+            item.committed_offset,
+            item.end_offset,
+            item.lag,
+        )
+    gate = evaluate_lag(lags, settings.lag_warn_messages, settings.lag_fail_messages)
+    conn = postgres_connection(settings)
+    try:
+        record_lag(conn, key, CONSUMER_GROUP, lags, gate)
+        if gate.status == "warn":
+            _warn(conn, key, "check_consumer_lag", gate.reasons)
+    finally:
+        conn.close()
+    total = sum(item.lag for item in lags)
+    logger.info("consumer group %s: total lag %d -> %s", CONSUMER_GROUP, total, gate.status)
+    if gate.status == "fail":
+        raise _fail("ingestion gate failed: " + "; ".join(gate.reasons))
+    return {"status": gate.status, "total_lag": total, "reasons": gate.reasons}
+
+
+def check_raw_freshness(context: dict[str, Any]) -> dict[str, Any]:
+    from smart_access.ingestion import evaluate_freshness, measure_raw_freshness
+    from smart_access.records import record_freshness
+
+    settings = PipelineSettings()
+    key = run_key(context)
+    lookback = timedelta(seconds=settings.freshness_fail_seconds) + INTERVAL
+    conn = postgres_connection(settings)
+    try:
+        with conn.cursor() as cur:
+            items = measure_raw_freshness(cur, key.interval_start, key.interval_end, lookback)
+        conn.rollback()
+        for item in items:
+            logger.info(
+                "%s: newest row %s (age %s s), %d rows in [%s, %s)",
+                item.table_name,
+                item.last_ingested_at,
+                None if item.age_seconds is None else round(item.age_seconds),
+                item.rows_in_interval,
+                key.interval_start,
+                key.interval_end,
+            )
+        gate = evaluate_freshness(
+            items, settings.freshness_warn_seconds, settings.freshness_fail_seconds
+        )
+        record_freshness(conn, key, items, gate)
+        if gate.status == "warn":
+            _warn(conn, key, "check_raw_freshness", gate.reasons)
+    finally:
+        conn.close()
+    if gate.status == "fail":
+        raise _fail("ingestion gate failed: " + "; ".join(gate.reasons))
+    return {
+        "status": gate.status,
+        "rows_in_interval": {i.table_name: i.rows_in_interval for i in items},
+        "reasons": gate.reasons,
+    }
+
+
+# --- 2. dbt source freshness ----------------------------------------------------------------
+
+
+def source_freshness_status() -> str:
+    """dbt's source freshness: pass | warn | error (a source past error_after)."""
+    result = dbt_api.run_source_freshness()
+    return "error" if not result.success else result.worst_status
+
+
+def source_freshness(context: dict[str, Any]) -> dict[str, Any]:
+    from smart_access.records import record_source_freshness
+
+    settings = PipelineSettings()
+    key = run_key(context)
+    status = source_freshness_status()
+    logger.info("dbt source freshness: %s", status)
+    conn = postgres_connection(settings)
+    try:
+        record_source_freshness(conn, key, status)
+    finally:
+        conn.close()
+    if status == "error":
+        raise _fail("dbt source freshness: a source is past its error_after threshold")
+    return {"status": status}
+
+
+# --- 3. incremental models and tests ------------------------------------------------------
+
+
+def _mart_names() -> set[str]:
+    """Models that live in dbt_project/models/marts (their names carry no common prefix)."""
+    return {p.stem for p in (dbt_api.project_dir() / "models" / "marts").rglob("*.sql")}
+
+
+def _outcome(result: dbt_api.DbtBuildResult) -> TransformOutcome:
+    """Map the DbtBuildResult onto the run record."""
+    built = [n for n in result.nodes if n.resource_type in {"model", "snapshot"}]
+    marts = _mart_names()
+    models = {
+        n.name: {"status": n.status, "rows": n.rows_affected, "type": n.resource_type}
+        for n in built
+    }
+    rows_per_mart = {
+        n.name: int(n.rows_affected or 0)
+        for n in built
+        if n.name in marts and n.status == "success"
+    }
+    return TransformOutcome(
+        success=bool(result.success),
+        model_results=models,
+        rows_per_mart=rows_per_mart,
+        models_succeeded=sum(1 for n in built if n.status == "success"),
+        models_failed=sum(1 for n in built if n.status in {"error", "fail"}),
+        tests_passed=int(result.tests_passed),
+        tests_failed=int(result.tests_failed),
+        failed_nodes=list(result.failed_nodes),
+        duration_seconds=float(result.elapsed_seconds),
+        error=None if result.success else f"dbt exited with {result.return_code}",
+    )
+
+
+def transform(key: RunKey) -> TransformOutcome:
+    """One `dbt build` (models, snapshots, tests) for the run's data interval."""
+    variables = {
+        "data_interval_start": key.interval_start.isoformat(),
+        "data_interval_end": key.interval_end.isoformat(),
+    }
+    return _outcome(dbt_api.run_dbt_build(vars=variables))
+
+
+def build_models(context: dict[str, Any]) -> dict[str, Any]:
+    from smart_access.records import record_transform
+
+    settings = PipelineSettings()
+    key = run_key(context)
+    outcome = transform(key)
+    for name, model in outcome.model_results.items():
+        logger.info("model %s: %s, %s rows", name, model["status"], model["rows"])
+    logger.info(
+        "dbt build in %.1fs: %d models ok, %d failed; tests %d passed, %d failed",
+        outcome.duration_seconds,
+        outcome.models_succeeded,
+        outcome.models_failed,
+        outcome.tests_passed,
+        outcome.tests_failed,
+    )
+    conn = postgres_connection(settings)
+    try:
+        record_transform(conn, key, outcome)
+    finally:
+        conn.close()
+    if not outcome.success:
+        if outcome.failed_nodes:
+            raise _fail(
+                f"dbt build failed: {outcome.tests_failed} test(s) and "
+                f"{outcome.models_failed} model(s) failed: {', '.join(outcome.failed_nodes)}"
+            )
+        # No node failed: dbt itself did not run through (connection, crash); retry.
+        raise RuntimeError(f"dbt build did not complete: {outcome.error}")
+    return {
+        "rows_per_mart": outcome.rows_per_mart,
+        "tests_passed": outcome.tests_passed,
+        "duration_seconds": outcome.duration_seconds,
+    }
+
+
+# --- 4. run record -------------------------------------------------------------------------
+
+
+def record_success(context: dict[str, Any]) -> dict[str, Any]:
+    from smart_access.records import finish_run, start_run
+
+    settings = PipelineSettings()
+    key = run_key(context)
+    conn = postgres_connection(settings)
+    try:
+        start_run(conn, key)
+        duration = finish_run(conn, key, datetime.now(UTC))
+    finally:
+        conn.close()
+    logger.info(
+        "run %s succeeded in %.1fs for [%s, %s)",
+        key.run_id,
+        duration,
+        key.interval_start,
+        key.interval_end,
+    )
+    return {"run_id": key.run_id, "duration_seconds": duration}

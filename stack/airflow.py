@@ -1,0 +1,281 @@
+"""Airflow in the embedded stack: its environment, metadata migration and login.
+
+The four Airflow processes (api-server, scheduler, dag-processor, triggerer) share
+one environment built here from the stack's ports and `.env.airflow` at the repo
+root (the same file docker compose reads). Values in the process environment win
+over the file; values that depend on where the stack runs (database URL, folders,
+ports, connections) are always computed here.
+
+`airflow db migrate` costs 10-20 s, most of it imports, so `make up` first compares
+the metadata database's alembic revision with the head revision shipped with the
+installed Airflow (read from its migration files, without importing Airflow) and
+only migrates when they differ.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg2
+from cryptography.fernet import Fernet
+
+from stack.config import AIRFLOW_DATABASE, DATABASE, REPO_ROOT, StackConfig, StackError
+
+__all__ = [
+    "ENV_FILE",
+    "KAFKA_CONN_ID",
+    "POSTGRES_CONN_ID",
+    "TASK_ROLE",
+    "airflow_env",
+    "credentials",
+    "head_revision",
+    "metadata_revision",
+    "migrate_metadata",
+    "prepare",
+    "read_env_file",
+    "wait_healthy",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_FILE = REPO_ROOT / ".env.airflow"
+POSTGRES_CONN_ID = "smart_access_postgres"
+KAFKA_CONN_ID = "smart_access_kafka"
+# Airflow tasks read raw, run dbt and write the pipeline's ops records: the
+# transformer role may do exactly that (migration 0030 grants the ops tables).
+TASK_ROLE = "smart_access_transformer"
+
+_DEFAULT_USER = "airflow"
+_DEFAULT_PASSWORD = "airflow"  # noqa: S105 - documented local default, see .env.airflow
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """`KEY=VALUE` lines of a dotenv file; comments and blank lines are skipped."""
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise StackError(f"{path.name} line {number} is not KEY=VALUE: {line!r}")
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _settings(env: dict[str, str]) -> dict[str, str]:
+    """`.env.airflow` overlaid with the variables of the same names in `env`."""
+    file_values = read_env_file()
+    return {**file_values, **{k: v for k, v in env.items() if k in file_values}}
+
+
+def credentials(env: dict[str, str]) -> tuple[str, str]:
+    values = _settings(env)
+    return (
+        values.get("_AIRFLOW_WWW_USER_USERNAME") or _DEFAULT_USER,
+        values.get("_AIRFLOW_WWW_USER_PASSWORD") or _DEFAULT_PASSWORD,
+    )
+
+
+def _secrets_path(config: StackConfig) -> Path:
+    return config.airflow_home / "stack-secrets.json"
+
+
+def _passwords_path(config: StackConfig) -> Path:
+    return config.airflow_home / "simple_auth_manager_passwords.json"
+
+
+def prepare(config: StackConfig, env: dict[str, str]) -> None:
+    """Write AIRFLOW_HOME's files: generated secrets (once) and the login's password.
+
+    The JWT secret, API secret key and Fernet key are generated once per stack and
+    kept in it (mode 0600), so tokens and encrypted values survive a down/up.
+    """
+    config.airflow_home.mkdir(parents=True, exist_ok=True)
+    path = _secrets_path(config)
+    if not path.exists():
+        values = {
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        }
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
+    user, password = credentials(env)
+    passwords = _passwords_path(config)
+    passwords.write_text(json.dumps({user: password}))
+    passwords.chmod(0o600)
+
+
+def _stack_secrets(config: StackConfig) -> dict[str, str]:
+    path = _secrets_path(config)
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def metadata_url(config: StackConfig) -> str:
+    from sqlalchemy.engine import URL
+
+    return URL.create(
+        "postgresql+psycopg2",
+        username=config.admin_user,
+        password=config.admin_password,
+        host=config.pg_host,
+        port=config.pg_port,
+        database=AIRFLOW_DATABASE,
+    ).render_as_string(hide_password=False)
+
+
+def connection_env(config: StackConfig) -> dict[str, str]:
+    """`AIRFLOW_CONN_*` for the platform's PostgreSQL (task role) and Kafka."""
+    from sqlalchemy.engine import URL
+
+    postgres = URL.create(
+        "postgresql",
+        username=TASK_ROLE,
+        password=config.role_passwords[TASK_ROLE],
+        host=config.pg_host,
+        port=config.pg_port,
+        database=DATABASE,
+    ).render_as_string(hide_password=False)
+    kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": config.kafka_bootstrap}}
+    return {
+        f"AIRFLOW_CONN_{POSTGRES_CONN_ID.upper()}": postgres,
+        f"AIRFLOW_CONN_{KAFKA_CONN_ID.upper()}": json.dumps(kafka),
+    }
+
+
+def airflow_env(config: StackConfig, env: dict[str, str]) -> dict[str, str]:
+    """The environment of every Airflow process (and of `airflow db migrate`)."""
+    user, _ = credentials(env)
+    values = {k: v for k, v in _settings(env).items() if not k.startswith("_AIRFLOW_WWW_")}
+    values.update(_stack_secrets(config))
+    values.update(
+        {
+            "AIRFLOW_HOME": str(config.airflow_home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(config),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
+                f"http://127.0.0.1:{config.airflow_port}/execution/"
+            ),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(config.airflow_port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{config.airflow_port}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_passwords_path(config)),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(config.log_dir / "airflow"),
+            # A crash in a C extension leaves a Python traceback in the task log.
+            "PYTHONFAULTHANDLER": "1",
+            # Plugins and DAG-side helpers are imported as the `smart_access` package.
+            "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'plugins'}",
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            # dbt (run by the tasks) reads libpq variables; it connects as the task role.
+            **config.role_env(TASK_ROLE),
+            **connection_env(config),
+        }
+    )
+    # Knobs the pipeline reads that a user may set in their shell.
+    values.update({k: v for k, v in env.items() if k.startswith("SMART_ACCESS_")})
+    values.pop("SMART_ACCESS_STACK_DIR", None)
+    return values
+
+
+# --- metadata database -------------------------------------------------------------
+
+_REVISION = re.compile(r"^revision\s*(?::\s*str)?\s*=\s*['\"]([0-9a-z]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]+)?=\s*(.+)$", re.M)
+
+
+def head_revision() -> str:
+    """The alembic head of the installed Airflow, read from its migration files."""
+    spec = importlib.util.find_spec("airflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("apache-airflow is not installed; run `make setup`")
+    versions = Path(next(iter(spec.submodule_search_locations))) / "migrations" / "versions"
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions.glob("*.py"):
+        text = path.read_text()
+        found = _REVISION.search(text)
+        if not found:
+            continue
+        revisions.add(found.group(1))
+        down = _DOWN.search(text)
+        if down:
+            parents.update(re.findall(r"['\"]([0-9a-z]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise StackError(f"cannot tell Airflow's migration head from {versions}: {sorted(heads)}")
+    return heads.pop()
+
+
+def metadata_revision(config: StackConfig) -> str | None:
+    """The metadata database's alembic revision, or None before the first migration."""
+    conn = psycopg2.connect(config.admin_dsn(AIRFLOW_DATABASE))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select to_regclass('public.alembic_version') is not null")
+            row = cur.fetchone()
+            if not row or not row[0]:
+                return None
+            cur.execute("select version_num from alembic_version")
+            found = cur.fetchone()
+            return str(found[0]) if found else None
+    finally:
+        conn.close()
+
+
+def migrate_metadata(config: StackConfig, env: dict[str, str]) -> bool:
+    """Run `airflow db migrate` when the metadata is behind; True when it ran."""
+    if metadata_revision(config) == head_revision():
+        return False
+    log = config.log_dir / "airflow-db-migrate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+            env=airflow_env(config, env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            check=False,
+            timeout=600,
+        )
+    if result.returncode != 0:
+        raise StackError(f"airflow db migrate failed (exit {result.returncode}); see {log}")
+    return True
+
+
+def wait_healthy(config: StackConfig, timeout: float = 180.0) -> None:
+    """Wait until the api-server answers its health endpoint."""
+    url = f"http://127.0.0.1:{config.airflow_port}/api/v2/monitor/health"
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(1)
+    raise StackError(
+        f"Airflow api-server not healthy at {url} after {timeout:.0f}s ({last}); "
+        f"see {config.log_dir}/airflow-api-server.log"
+    )
