@@ -233,27 +233,31 @@ def main() -> int:
             cur.execute(
                 """
                 with batches as (
-                    select batch_id, started_at, committed_at from ops.ingest_batches
-                    where batch_id > %s
+                    select committed_at from ops.ingest_batches where batch_id > %s
                 ), rows as (
                     select kafka_timestamp, _ingested_at from (
                         select kafka_timestamp, _ingested_at from raw.access_events
                         union all select kafka_timestamp, _ingested_at from raw.device_health
                         union all select kafka_timestamp, _ingested_at from raw.device_registry
                     ) u
-                    where _ingested_at >= (select min(started_at) from batches)
+                    where _ingested_at > (select max(committed_at) from ops.ingest_batches
+                                          where batch_id <= %s)
                 )
+                -- a row's batch is the first commit after it was copied: batches are
+                -- written one at a time, the next only after the previous committed
                 select
                     percentile_cont(0.5) within group (order by ms),
                     percentile_cont(0.99) within group (order by ms),
                     max(ms), count(*)
                 from (
-                    select extract(epoch from b.committed_at - r.kafka_timestamp) * 1000 as ms
+                    select extract(epoch from (
+                        select min(b.committed_at) from batches b
+                        where b.committed_at >= r._ingested_at
+                    ) - r.kafka_timestamp) * 1000 as ms
                     from rows r
-                    join batches b on r._ingested_at between b.started_at and b.committed_at
                 ) l
                 """,
-                (last_batch,),
+                (last_batch, last_batch),
             )
             p50, p99, lat_max, lat_rows = cur.fetchone()
         proc.terminate()
