@@ -5,17 +5,22 @@ Every non-default key carries the reason it is set.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from streaming.settings import KafkaSettings
 
 __all__ = ["consumer_config", "producer_config"]
 
+# librdkafka's own log lines go through Python logging (JSON off a terminal), not stderr
+_LIBRDKAFKA = logging.getLogger("librdkafka")
+
 
 def producer_config(kafka: KafkaSettings, client_id: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         **kafka.client_config(),
         "client.id": client_id,
+        "logger": _LIBRDKAFKA,
         # no duplicates or reordering from retries inside the client
         "enable.idempotence": True,
         # a record counts as sent once every in-sync replica has it
@@ -40,6 +45,7 @@ def consumer_config(
         **kafka.client_config(),
         "group.id": group,
         "client.id": client_id,
+        "logger": _LIBRDKAFKA,
         # positions live in PostgreSQL with the rows; Kafka's commit is for lag only
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -255,6 +255,11 @@ class SinkConsumer:
 
     # --- the loop -----------------------------------------------------------
     def run(self) -> int:
+        try:  # a wrong password or database is worth failing fast for; down is not
+            self.sink.connect()
+        except _PG_DOWN as exc:
+            self._raise_if_config_error(exc)
+            logger.warning("PostgreSQL not reachable yet (%s); will retry", _one_line(exc))
         self.consumer.subscribe(
             self.topics,
             on_assign=self._on_assign,

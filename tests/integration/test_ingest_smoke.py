@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from ingest_helpers import (
+    REPO,
     assert_exactly_once,
     counts,
     new_prefix,
@@ -61,3 +66,26 @@ def test_simulated_fleet_lands_exactly_once(kafka: EphemeralKafka, pg: Ephemeral
     for t, p, o in produced:
         ends[(t, p)] = max(ends.get((t, p), 0), o + 1)
     assert {(t, p): o for t, p, o in positions} == ends
+
+
+def test_wrong_password_is_one_clear_line(kafka: EphemeralKafka, pg: EphemeralPostgres) -> None:
+    env = {
+        **os.environ,
+        **pg.env(user="smart_access_loader"),
+        "PGPASSWORD": "not-the-password",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streaming.consumer"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "password authentication failed" in lines[0], done.stderr
+    assert "PGPASSWORD" in lines[0]
