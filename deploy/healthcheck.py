@@ -57,14 +57,26 @@ def _admin(timeout: float) -> Any:
 
 
 def check_consumer(group: str, timeout: float, host: str | None = None) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
     host = host or socket.gethostname()
     admin = _admin(timeout)
-    try:
-        description = admin.describe_consumer_groups([group], request_timeout=timeout)[
-            group
-        ].result()
-    except Exception as exc:
-        raise Unhealthy(f"cannot describe consumer group {group}: {exc}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+            description = future.result()
+            break
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                raise Unhealthy(
+                    f"no consumer of this container ({host}) in group {group}: no such group"
+                ) from None
+            if error is not None and error.retriable() and time.monotonic() < deadline:
+                time.sleep(0.5)  # e.g. the group coordinator is still loading
+                continue
+            raise Unhealthy(f"cannot describe consumer group {group}: {exc}") from None
     members = [m.client_id for m in description.members]
     if not any(client_id.startswith(f"{host}-") for client_id in members):
         raise Unhealthy(

@@ -630,6 +630,33 @@ def test_dag_id_and_how_to_enable_it() -> None:
     assert DAG_ID in declared, f"no DAG {DAG_ID} in dags/ (found {sorted(declared)})"
 
 
+def test_simulator_and_consumer_run_as_in_the_embedded_stack(tmp_path: Path) -> None:
+    from stack.services import services as stack_services
+
+    config = StackConfig.from_env(
+        {
+            "SMART_ACCESS_STACK_DIR": str(tmp_path),
+            "PGHOST": "postgres",
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka:19092",
+            "SMART_ACCESS_AIRFLOW": "off",
+        }
+    )
+    native = {
+        svc.command[2]: svc.command[3:]
+        for svc in stack_services(config)
+        if svc.command[1:2] == ["-m"]
+    }
+    compose = {
+        svc["command"][2]: svc["command"][3:]
+        for svc in services(KAFKA_FILE).values()
+        if svc.get("command", [None])[:2] == ["python", "-m"]
+    }
+    for module in ("streaming.producer", "streaming.consumer"):
+        if module not in native:
+            pytest.skip(f"{module} is not an embedded-stack service yet (arrives with ingestion)")
+        assert compose[module] == native[module], f"{module} runs with other flags"
+
+
 def test_consumer_health_asks_the_consumer_group() -> None:
     consumer = services(KAFKA_FILE)["consumer"]
     assert consumer["command"] == ["python", "-m", "streaming.consumer"]
