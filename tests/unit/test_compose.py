@@ -33,7 +33,7 @@ AIRFLOW_FILE = ROOT / "docker-compose.airflow.yml"
 COMPOSE_FILES = (KAFKA_FILE, AIRFLOW_FILE)
 # `.env.airflow` (Airflow settings, shared with the embedded stack) plus the variables
 # the compose files add; the second file is folded into the first when merged.
-ENV_FILES = (ROOT / ".env.airflow", ROOT / "deploy" / "env.airflow.compose-additions")
+ENV_FILES = (ROOT / ".env.airflow",)
 DAG_ID = "smart_access_streaming_pipeline"
 CONTRACT_HOST_PORTS = {
     ("kafka", 9092),
