@@ -27,7 +27,7 @@ import psycopg2
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
-from smart_access.dbt import run_dbt_build  # noqa: E402
+from smart_access.dbt import DbtBuildResult, run_dbt_build  # noqa: E402
 from stack.ephemeral import EphemeralPostgres  # noqa: E402
 
 logger = logging.getLogger("benchmarks.transform")
@@ -110,6 +110,38 @@ def land(conn, start: datetime, events: int, offset: int, late: bool) -> None:
         cur.execute("analyze raw.access_events; analyze raw.device_health")
 
 
+def _model_seconds(result: DbtBuildResult) -> dict[str, float]:
+    """Each model's and snapshot's execution time (run_results.json), slowest first."""
+    nodes = [n for n in result.nodes if n.resource_type in ("model", "snapshot")]
+    nodes.sort(key=lambda n: -n.execution_seconds)
+    return {n.name: round(n.execution_seconds, 2) for n in nodes}
+
+
+def _test_seconds(result: DbtBuildResult) -> float:
+    tests = [n for n in result.nodes if n.resource_type in ("test", "unit_test")]
+    return sum(n.execution_seconds for n in tests)
+
+
+def _slowest_tests(result: DbtBuildResult, count: int = 5) -> dict[str, float]:
+    """Data tests by their readable name (the unique_id's third part, not the hash)."""
+    tests = [n for n in result.nodes if n.resource_type == "test"]
+    tests.sort(key=lambda n: -n.execution_seconds)
+    return {n.unique_id.split(".")[2]: round(n.execution_seconds, 2) for n in tests[:count]}
+
+
+def _log_per_model(
+    full: dict[str, float],
+    incremental: dict[str, float],
+    result: DbtBuildResult,
+    ceiling_seconds: float,
+) -> None:
+    logger.info("%-36s %10s %12s", "model", "full (s)", "incr. (s)")
+    for name, seconds in incremental.items():
+        logger.info("%-36s %10.2f %12.2f", name, full.get(name, float("nan")), seconds)
+    logger.info("%-36s %10s %12.2f", "data and unit tests (sum)", "", _test_seconds(result))
+    logger.info("%-36s %10s %12.2f", "ceiling (one create table as)", "", ceiling_seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events-per-second", type=int, default=1000)
@@ -160,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             ceiling_seconds = time.monotonic() - started
         conn.close()
-        slowest = sorted(incremental.nodes, key=lambda n: -n.execution_seconds)[:8]
+        incremental_models = _model_seconds(incremental)
+        full_models = _model_seconds(full)
+        _log_per_model(full_models, incremental_models, incremental, ceiling_seconds)
         result = {
             "benchmark": "transform",
             "measured_at": datetime.now(UTC).isoformat(),
@@ -173,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             "ceiling_create_table_as_seconds": round(ceiling_seconds, 2),
             "target_seconds": 60,
             "within_target": incremental_seconds <= 60 and incremental.success,
-            "slowest_nodes": {n.name: round(n.execution_seconds, 2) for n in slowest},
+            "incremental_model_seconds": incremental_models,
+            "incremental_test_seconds_total": round(_test_seconds(incremental), 2),
+            "incremental_slowest_tests": _slowest_tests(incremental),
+            "full_build_model_seconds": full_models,
         }
         out = REPO / "benchmarks" / "results" / "transform.json"
         out.parent.mkdir(parents=True, exist_ok=True)

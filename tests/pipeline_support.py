@@ -58,7 +58,7 @@ sources:
         freshness:
           warn_after: {count: 7, period: day}
 """,
-    f"models/{MART}.sql": """
+    f"models/marts/{MART}.sql": """
 select
     event_type,
     count(*) as event_count,

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+PROJECT_DIR_VARIABLE = "SMART_ACCESS_DBT_PROJECT_DIR"
 DEFAULT_DBT_USER = "smart_access_transformer"
 DEFAULT_DBT_PASSWORD = "transformer"  # noqa: S105 - embedded stack's documented local default
 
@@ -138,6 +139,13 @@ def dbt_connection_params(env: Mapping[str, str] | None = None) -> dict[str, Any
     }
 
 
+def project_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The dbt project to run: $SMART_ACCESS_DBT_PROJECT_DIR, else the repo's own."""
+    env = os.environ if env is None else env
+    configured = env.get(PROJECT_DIR_VARIABLE)
+    return Path(configured) if configured else DBT_PROJECT_DIR
+
+
 def _dbt_executable() -> str:
     candidate = Path(sys.executable).parent / "dbt"
     if candidate.exists():
@@ -155,13 +163,14 @@ def _invoke(
     target: str | None,
     target_path: Path,
 ) -> tuple[int, str, float]:
+    project = project_dir(env)
     command = [
         _dbt_executable(),
         *args,
         "--project-dir",
-        str(DBT_PROJECT_DIR),
+        str(project),
         "--profiles-dir",
-        str(DBT_PROJECT_DIR),
+        str(project),
         "--target-path",
         str(target_path),
     ]
@@ -174,7 +183,7 @@ def _invoke(
     started = time.monotonic()
     proc = subprocess.run(
         command,
-        cwd=DBT_PROJECT_DIR,
+        cwd=project,
         env=run_env,
         capture_output=True,
         text=True,
@@ -238,7 +247,7 @@ def run_dbt_build(
     Raises DbtError when dbt could not run at all; otherwise returns the summary,
     with success False when a model or test failed.
     """
-    path = Path(target_path) if target_path else DBT_PROJECT_DIR / "target"
+    path = Path(target_path) if target_path else project_dir(env) / "target"
     args = ["build"]
     if select:
         selection = [select] if isinstance(select, str) else list(select)
@@ -288,7 +297,7 @@ def run_source_freshness(
     success is False when a source is past its error_after threshold (or could not
     be checked). Raises DbtError when dbt could not run at all.
     """
-    path = Path(target_path) if target_path else DBT_PROJECT_DIR / "target"
+    path = Path(target_path) if target_path else project_dir(env) / "target"
     args = ["source", "freshness", "--output", str(path / "sources.json")]
     if select:
         args += ["--select", select]

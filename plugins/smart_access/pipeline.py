@@ -16,11 +16,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# The dbt helper. INTERIM: at merge, replace this import with
-#     from smart_access import dbt as dbt_api
-# (same two functions) and delete smart_access/dbt_interim.py; `_outcome` below maps
-# its DbtBuildResult onto the run record.
-from smart_access import dbt_interim as dbt_api
+from smart_access import dbt as dbt_api
 from smart_access.records import RunKey, TransformOutcome
 from smart_access.settings import PipelineSettings
 
@@ -211,8 +207,9 @@ def check_raw_freshness(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def source_freshness_status() -> str:
-    """dbt's source freshness: pass | warn | error | skipped."""
-    return str(dbt_api.run_source_freshness().status)
+    """dbt's source freshness: pass | warn | error (a source past error_after)."""
+    result = dbt_api.run_source_freshness()
+    return "error" if not result.success else result.worst_status
 
 
 def source_freshness(context: dict[str, Any]) -> dict[str, Any]:
@@ -235,28 +232,35 @@ def source_freshness(context: dict[str, Any]) -> dict[str, Any]:
 # --- 3. incremental models and tests ------------------------------------------------------
 
 
-def _outcome(result: Any) -> TransformOutcome:
-    """Map the helper's DbtBuildResult onto the run record."""
+def _mart_names() -> set[str]:
+    """Models that live in dbt_project/models/marts (their names carry no common prefix)."""
+    return {p.stem for p in (dbt_api.project_dir() / "models" / "marts").rglob("*.sql")}
+
+
+def _outcome(result: dbt_api.DbtBuildResult) -> TransformOutcome:
+    """Map the DbtBuildResult onto the run record."""
+    built = [n for n in result.nodes if n.resource_type in {"model", "snapshot"}]
+    marts = _mart_names()
     models = {
-        m.name: {"status": m.status, "rows": m.rows_affected, "schema": m.schema}
-        for m in result.models
+        n.name: {"status": n.status, "rows": n.rows_affected, "type": n.resource_type}
+        for n in built
     }
     rows_per_mart = {
-        m.name: int(m.rows_affected or 0)
-        for m in result.models
-        if m.schema and m.schema.endswith("marts") and m.status == "success"
+        n.name: int(n.rows_affected or 0)
+        for n in built
+        if n.name in marts and n.status == "success"
     }
     return TransformOutcome(
         success=bool(result.success),
         model_results=models,
         rows_per_mart=rows_per_mart,
-        models_succeeded=sum(1 for m in result.models if m.status == "success"),
-        models_failed=sum(1 for m in result.models if m.status in {"error", "fail"}),
+        models_succeeded=sum(1 for n in built if n.status == "success"),
+        models_failed=sum(1 for n in built if n.status in {"error", "fail"}),
         tests_passed=int(result.tests_passed),
         tests_failed=int(result.tests_failed),
         failed_nodes=list(result.failed_nodes),
-        duration_seconds=float(result.duration_seconds),
-        error=result.error,
+        duration_seconds=float(result.elapsed_seconds),
+        error=None if result.success else f"dbt exited with {result.return_code}",
     )
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from smart_access import pipeline
 from smart_access.callbacks import alert_payload, send_webhook
-from smart_access.dbt_interim import DbtBuildResult, NodeResult
+from smart_access.dbt import DbtBuildResult, NodeResult
 from smart_access.ingestion import (
     GateResult,
     PartitionLag,
@@ -103,34 +103,45 @@ def test_settings_reject_nonsense(monkeypatch: pytest.MonkeyPatch, name: str, va
         PipelineSettings()
 
 
-def _node(name: str, kind: str, status: str, schema: str = "marts", rows: int | None = None):
-    return NodeResult(f"{kind}.p.{name}", name, kind, status, schema, rows, 0.1, None)
+def _node(name: str, kind: str, status: str, rows: int | None = None) -> NodeResult:
+    return NodeResult(f"{kind}.smart_access.{name}", kind, name, status, rows, None, 0.1, None)
 
 
-def test_dbt_result_maps_onto_the_run_record() -> None:
+def test_dbt_result_maps_onto_the_run_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMART_ACCESS_DBT_PROJECT_DIR", raising=False)
+    nodes = (
+        _node("stg_smart_access__access_events", "model", "success", rows=100),
+        _node("fct_access_events", "model", "success", rows=7),
+        _node("device_status_current", "model", "success", rows=3),
+        _node("agg_access_daily", "model", "error"),
+        _node("not_null_x", "test", "pass"),
+        _node("unique_y", "test", "fail"),
+    )
     result = DbtBuildResult(
+        invocation_id="inv",
+        return_code=1,
         success=False,
-        nodes=[
-            _node("stg_events", "model", "success", schema="staging", rows=100),
-            _node("fct_access", "model", "success", rows=7),
-            _node("agg_daily", "model", "error"),
-            _node("not_null_x", "test", "pass"),
-            _node("unique_y", "test", "fail"),
-        ],
-        duration_seconds=3.5,
-        error="dbt build exited with 1",
+        elapsed_seconds=3.5,
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=3.5),
+        nodes=nodes,
+        tests_passed=1,
+        tests_failed=1,
+        failed_nodes=("agg_access_daily", "unique_y"),
     )
     outcome = pipeline._outcome(result)
-    assert outcome.rows_per_mart == {"fct_access": 7}
-    assert outcome.model_results["stg_events"] == {
+    # Marts are told apart by folder, not by prefix: device_status_current counts.
+    assert outcome.rows_per_mart == {"fct_access_events": 7, "device_status_current": 3}
+    assert outcome.model_results["stg_smart_access__access_events"] == {
         "status": "success",
         "rows": 100,
-        "schema": "staging",
+        "type": "model",
     }
-    assert (outcome.models_succeeded, outcome.models_failed) == (2, 1)
+    assert (outcome.models_succeeded, outcome.models_failed) == (3, 1)
     assert (outcome.tests_passed, outcome.tests_failed) == (1, 1)
-    assert outcome.failed_nodes == ["agg_daily", "unique_y"]
+    assert outcome.failed_nodes == ["agg_access_daily", "unique_y"]
     assert outcome.success is False and outcome.duration_seconds == 3.5
+    assert outcome.error == "dbt exited with 1"
 
 
 def test_run_key_uses_the_data_interval() -> None:

@@ -81,6 +81,8 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "consumer",
+        "simulator",
         "dashboard",
         "kafka-ui",
     ]
@@ -101,7 +103,7 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
 
 def test_airflow_can_be_left_out(tmp_path: Path) -> None:
     cfg = config(tmp_path, SMART_ACCESS_AIRFLOW="off", PGHOST="db", KAFKA_BOOTSTRAP_SERVERS="k:1")
-    assert not any(s.name.startswith("airflow") for s in services(cfg))
+    assert [s.name for s in services(cfg)] == ["consumer", "simulator", "dashboard", "kafka-ui"]
     with pytest.raises(StackError, match="SMART_ACCESS_AIRFLOW"):
         config(tmp_path, SMART_ACCESS_AIRFLOW="maybe")
     with pytest.raises(StackError, match="AIRFLOW_PORT"):

@@ -6,7 +6,6 @@
         on_schema_change='fail',
         indexes=[
             {'columns': ['session_id'], 'unique': True},
-            {'columns': ['device_id', 'opened_at']},
         ],
     )
 }}
@@ -18,53 +17,130 @@
 -- A close with no open before it (close before open) starts no session.
 -- Fails are not state changes and are ignored here.
 --
--- Incremental: for each device with door events written since the last run, the
--- sessions from its last open/close *before* the earliest such event are rebuilt;
--- nothing earlier can change, so this equals a full rebuild, however late the event.
+-- Incremental: a door event written since the last run changes at most the session
+-- of the open just before it and, if it is an open, its own. The changed events of a
+-- device are grouped into stretches (changed events less than an hour apart); each
+-- stretch is resequenced from the device's last open/close before it up to the first
+-- one after it, and the opens from that anchor to the stretch's last changed event are
+-- rewritten. So a late event costs a few rows however old it is, and the result
+-- equals a full rebuild.
 
 with
 
 {% if is_incremental() %}
 
-changed as (
+changed_events as (
 
     select
         events.device_id,
-        min(events.event_at) as first_changed_at
+        events.event_at
     from {{ ref('fct_access_events') }} as events
     where events.transformed_at > (
         select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
     )
     and events.event_type in ('open', 'close')
-    group by events.device_id
 
 ),
 
-anchors as (
+changed_flagged as (
 
     select
-        changed.device_id,
+        changed_events.device_id,
+        changed_events.event_at,
+        case
+            when changed_events.event_at - lag(changed_events.event_at) over device_order
+                <= interval '1 hour'
+                then 0
+            else 1
+        end as starts_stretch
+    from changed_events
+    window device_order as (
+        partition by changed_events.device_id order by changed_events.event_at
+    )
+
+),
+
+changed_numbered as (
+
+    select
+        changed_flagged.*,
+        sum(changed_flagged.starts_stretch) over (
+            partition by changed_flagged.device_id
+            order by changed_flagged.event_at
+            rows unbounded preceding
+        ) as stretch_number
+    from changed_flagged
+
+),
+
+stretches as (
+
+    select
+        changed_numbered.device_id,
+        changed_numbered.stretch_number,
+        min(changed_numbered.event_at) as first_changed_at,
+        max(changed_numbered.event_at) as last_changed_at,
+        -- Two stretches can share one open (the later one's anchor is the earlier
+        -- one's last event): the earlier stretch writes it.
+        coalesce(
+            lag(max(changed_numbered.event_at)) over (
+                partition by changed_numbered.device_id
+                order by changed_numbered.stretch_number
+            ),
+            timestamptz '-infinity'
+        ) as previous_last_changed_at
+    from changed_numbered
+    group by changed_numbered.device_id, changed_numbered.stretch_number
+
+),
+
+bounds as (
+
+    select
+        stretches.device_id,
+        stretches.stretch_number,
+        stretches.last_changed_at,
+        stretches.previous_last_changed_at,
         coalesce(
             (
                 select max(earlier.event_at)
                 from {{ ref('fct_access_events') }} as earlier
-                where earlier.device_id = changed.device_id
+                where earlier.device_id = stretches.device_id
                   and earlier.event_type in ('open', 'close')
-                  and earlier.event_at < changed.first_changed_at
+                  and earlier.event_at < stretches.first_changed_at
             ),
             timestamptz '-infinity'
-        ) as rebuild_from_at
-    from changed
+        ) as rebuild_from_at,
+        coalesce(
+            (
+                select min(later.event_at)
+                from {{ ref('fct_access_events') }} as later
+                where later.device_id = stretches.device_id
+                  and later.event_type in ('open', 'close')
+                  and later.event_at > stretches.last_changed_at
+            ),
+            timestamptz 'infinity'
+        ) as read_until_at
+    from stretches
 
 ),
 
 door_events as (
 
-    select fct.*
-    from anchors
+    select
+        fct.event_id,
+        fct.device_id,
+        fct.household_id,
+        fct.event_type,
+        fct.event_at,
+        bounds.stretch_number,
+        fct.event_at <= bounds.last_changed_at
+            and fct.event_at > bounds.previous_last_changed_at as is_rewritten
+    from bounds
     inner join {{ ref('fct_access_events') }} as fct
-        on fct.device_id = anchors.device_id
-        and fct.event_at >= anchors.rebuild_from_at
+        on fct.device_id = bounds.device_id
+        and fct.event_at >= bounds.rebuild_from_at
+        and fct.event_at <= bounds.read_until_at
     where fct.event_type in ('open', 'close')
 
 ),
@@ -73,8 +149,16 @@ door_events as (
 
 door_events as (
 
-    select * from {{ ref('fct_access_events') }}
-    where event_type in ('open', 'close')
+    select
+        fct.event_id,
+        fct.device_id,
+        fct.household_id,
+        fct.event_type,
+        fct.event_at,
+        0 as stretch_number,
+        true as is_rewritten
+    from {{ ref('fct_access_events') }} as fct
+    where fct.event_type in ('open', 'close')
 
 ),
 
@@ -88,12 +172,13 @@ sequenced as (
         door_events.household_id,
         door_events.event_type,
         door_events.event_at,
+        door_events.is_rewritten,
         lead(door_events.event_type) over device_order as next_event_type,
         lead(door_events.event_at) over device_order as next_event_at
 
     from door_events
     window device_order as (
-        partition by door_events.device_id
+        partition by door_events.device_id, door_events.stretch_number
         order by door_events.event_at, door_events.event_id
     )
 
@@ -120,7 +205,13 @@ sessions as (
 
     from sequenced
     where sequenced.event_type = 'open'
+      and sequenced.is_rewritten
 
 )
 
 select * from sessions
+{% if is_incremental() -%}
+-- In key order, the merge's inserts into the session_id index (random UUIDs) walk
+-- its leaf pages once.
+order by sessions.session_id
+{%- endif %}
