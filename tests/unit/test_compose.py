@@ -42,17 +42,6 @@ CONTRACT_HOST_PORTS = {
     ("dashboard", 8501),
     ("postgres", 5432),
 }
-# Paths that other parts of the platform add. A check that needs one that is not
-# there yet is skipped, saying so, rather than failing; anything else must exist.
-ARRIVING_WITH = {
-    "analytics": "the dashboard",
-    "dags": "the Airflow DAG",
-    "plugins": "the Airflow DAG",
-    "dbt_project": "the dbt project",
-    "streaming/producer.py": "the device simulator",
-    "streaming/consumer.py": "the consumer",
-}
-
 _TOKEN = re.compile(
     r"\$\$"  # an escaped dollar
     r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^{}$]*))?\}"
@@ -146,10 +135,7 @@ def env_values() -> dict[str, str]:
 def require(relative: str) -> Path:
     path = ROOT / relative
     if not path.exists():
-        owner = next((v for k, v in ARRIVING_WITH.items() if relative.startswith(k)), None)
-        if owner is None:
-            pytest.fail(f"{relative} does not exist")
-        pytest.skip(f"{relative} arrives with {owner}; checked once it is in the tree")
+        pytest.fail(f"{relative} does not exist")
     return path
 
 
@@ -652,8 +638,7 @@ def test_simulator_and_consumer_run_as_in_the_embedded_stack(tmp_path: Path) -> 
         if svc.get("command", [None])[:2] == ["python", "-m"]
     }
     for module in ("streaming.producer", "streaming.consumer"):
-        if module not in native:
-            pytest.skip(f"{module} is not an embedded-stack service yet (arrives with ingestion)")
+        assert module in native, f"{module} is not an embedded-stack service"
         assert compose[module] == native[module], f"{module} runs with other flags"
 
 
