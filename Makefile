@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup up down status logs wipe migrate test test-unit test-integration test-e2e bench lint transform psql
+.PHONY: help setup up down status logs wipe migrate test test-unit test-integration test-e2e bench bench-ingest bench-transform bench-dashboard lint transform psql
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: ## create .venv with uv from the lock file (quick when already done)
 	@command -v uv >/dev/null 2>&1 || { echo "==> installing uv"; python3 -m pip install -q uv; }
@@ -46,8 +46,18 @@ test-integration: setup ## tests against real PostgreSQL and Kafka
 test-e2e: setup ## whole-stack tests
 	@$(PY) -m pytest tests/e2e
 
-bench: setup ## benchmarks, figures in benchmarks/results/ (BENCH_EVENTS=1000000 for ingest)
+BENCH_DASHBOARD_EVENTS ?= 5000000
+
+bench: bench-ingest bench-transform bench-dashboard ## every benchmark; figures printed and written to benchmarks/results/
+
+bench-ingest: setup ## consumer drain vs bare COPY, latency at 5k ev/s, RSS (BENCH_EVENTS=1000000)
 	@$(PY) -m benchmarks.ingest
+
+bench-transform: setup ## incremental dbt build of 15 min at 1k ev/s vs one CTAS
+	@$(PY) benchmarks/transform.py
+
+bench-dashboard: setup ## every page's queries at BENCH_DASHBOARD_EVENTS events (issue figure: 20000000)
+	@$(PY) benchmarks/dashboard.py --events $(BENCH_DASHBOARD_EVENTS)
 
 lint: setup ## ruff and mypy
 	@$(VENV)/bin/ruff check .
