@@ -7,11 +7,16 @@
         indexes=[
             {'columns': ['event_id'], 'unique': True},
             {'columns': ['device_id', 'event_at']},
-            {'columns': ['household_id', 'event_at']},
             {'columns': ['transformed_at']},
         ],
     )
 }}
+-- Indexes, each paid on every merged row: event_id (the merge key; unique, so
+-- PostgreSQL itself rejects a duplicate event), (device_id, event_at) for the
+-- per-device readers (int_access_events_windowed's and int_door_sessions' touched
+-- windows, device_status_current's last event, the dashboard's device page) and
+-- transformed_at for "rows written since". Nothing reads the fact by household: the
+-- rollups by household come from int_access_events_windowed.
 -- depends_on: {{ ref('stg_smart_access__device_registry') }}
 -- One row per unique access event with the device attributes valid when it happened.
 -- Incremental: events ingested since the newest one already here (minus a lookback
