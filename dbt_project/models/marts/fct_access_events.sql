@@ -29,8 +29,10 @@ with
 
 watermark as (
 
-    select coalesce(max(ingested_at), timestamptz '-infinity')
-        - {{ minutes_var('ingest_lookback_minutes') }} as ingested_after
+    select
+        coalesce(max(ingested_at), timestamptz '-infinity') as newest_ingested_at,
+        coalesce(max(ingested_at), timestamptz '-infinity')
+            - {{ minutes_var('ingest_lookback_minutes') }} as ingested_after
     from {{ this }}
 
 ),
@@ -47,16 +49,29 @@ landed_events as (
 -- and rewriting them would cost a full row and index update each for nothing. A
 -- re-read event is written again only when staging now picks another copy of it
 -- (one that landed first but committed after the copy written before).
+-- Only the re-read rows (landed by the fact's newest ingested_at) are looked up: a
+-- staged event landed later cannot be here yet - staging keeps an event's first
+-- landed copy and raw only grows, so any copy written before would have been staged
+-- instead. That saves one random event_id lookup per new event.
 new_events as (
+
+    select landed_events.*
+    from landed_events
+    where landed_events.ingested_at > (select watermark.newest_ingested_at from watermark)
+
+    union all
 
     select landed_events.*
     from landed_events
     left join {{ this }} as existing
         on existing.event_id = landed_events.event_id
-    where existing.event_id is null
-       or (existing.kafka_topic, existing.kafka_partition, existing.kafka_offset)
-        is distinct from
-          (landed_events.kafka_topic, landed_events.kafka_partition, landed_events.kafka_offset)
+    where landed_events.ingested_at <= (select watermark.newest_ingested_at from watermark)
+      and (
+        existing.event_id is null
+        or (existing.kafka_topic, existing.kafka_partition, existing.kafka_offset)
+            is distinct from
+           (landed_events.kafka_topic, landed_events.kafka_partition, landed_events.kafka_offset)
+      )
 
 ),
 
