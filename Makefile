@@ -46,6 +46,9 @@ test-integration: setup ## tests against real PostgreSQL and Kafka
 test-e2e: setup ## whole-stack tests
 	@$(PY) -m pytest tests/e2e
 
+bench: setup ## benchmarks, figures in benchmarks/results/ (BENCH_EVENTS=1000000 for ingest)
+	@$(PY) -m benchmarks.ingest
+
 lint: setup ## ruff and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .

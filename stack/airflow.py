@@ -59,6 +59,22 @@ _DEFAULT_USER = "airflow"
 _DEFAULT_PASSWORD = "airflow"  # noqa: S105 - documented local default, see .env.airflow
 
 
+# Lines of .env.airflow that only docker compose reads: the embedded stack generates
+# its own secrets and takes the role passwords from the environment (stack.config).
+COMPOSE_ONLY = frozenset(
+    {
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_API_SECRET_KEY",
+        "AIRFLOW_FERNET_KEY",
+        "AIRFLOW_UID",
+        "SMART_ACCESS_LOADER_PASSWORD",
+        "SMART_ACCESS_TRANSFORMER_PASSWORD",
+        "SMART_ACCESS_ANALYST_PASSWORD",
+    }
+)
+
+
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     """`KEY=VALUE` lines of a dotenv file; comments and blank lines are skipped."""
     values: dict[str, str] = {}
@@ -162,7 +178,11 @@ def connection_env(config: StackConfig) -> dict[str, str]:
 def airflow_env(config: StackConfig, env: dict[str, str]) -> dict[str, str]:
     """The environment of every Airflow process (and of `airflow db migrate`)."""
     user, _ = credentials(env)
-    values = {k: v for k, v in _settings(env).items() if not k.startswith("_AIRFLOW_WWW_")}
+    values = {
+        k: v
+        for k, v in _settings(env).items()
+        if not k.startswith("_AIRFLOW_WWW_") and k not in COMPOSE_ONLY
+    }
     values.update(_stack_secrets(config))
     values.update(
         {

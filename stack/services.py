@@ -63,6 +63,38 @@ def services(config: StackConfig) -> list[Service]:
         )
     if config.airflow_enabled:
         found += airflow_services(config)
+    # Applications: the sink connects as the least-privileged loader role.
+    found.append(
+        Service(
+            name="consumer",
+            description="Kafka -> PostgreSQL sink (exactly once)",
+            command=[sys.executable, "-m", "streaming.consumer"],
+            env=config.role_env("smart_access_loader"),
+            stopwaitsecs=30,
+        )
+    )
+    found.append(
+        Service(
+            name="simulator",
+            description="device simulator (~50 events/s)",
+            command=[
+                sys.executable,
+                "-m",
+                "streaming.producer",
+                "--rate",
+                "50",
+                "--invalid-ratio",
+                "0.002",
+                "--duplicate-ratio",
+                "0.005",
+                "--late-ratio",
+                "0.01",
+                "--max-lateness",
+                "7200",
+            ],
+            stopwaitsecs=30,
+        )
+    )
     return found
 
 

@@ -51,11 +51,15 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def ensure_topics(kafka_config: dict[str, Any], timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    kafka_config: dict[str, Any], timeout: float = 30.0, prefix: str = ""
+) -> list[str]:
     """Create missing topics and align the configs of existing ones.
 
     Returns the names of the topics created now. Existing topics keep their data;
     a partition count lower than the spec is raised (Kafka cannot lower it).
+    `prefix` names a separate set of the same topics (an environment sharing the
+    cluster: `staging.smart-access.events`, ...).
     """
     from confluent_kafka.admin import (
         AdminClient,
@@ -68,8 +72,9 @@ def ensure_topics(kafka_config: dict[str, Any], timeout: float = 30.0) -> list[s
     )
 
     admin = AdminClient(kafka_config)
+    specs = tuple(TopicSpec(prefix + s.name, s.partitions, s.config) for s in TOPICS)
     existing = admin.list_topics(timeout=timeout).topics
-    missing = [spec for spec in TOPICS if spec.name not in existing]
+    missing = [spec for spec in specs if spec.name not in existing]
     created: list[str] = []
     if missing:
         futures = admin.create_topics(
@@ -88,7 +93,7 @@ def ensure_topics(kafka_config: dict[str, Any], timeout: float = 30.0) -> list[s
                     raise
     grow = [
         NewPartitions(spec.name, spec.partitions)
-        for spec in TOPICS
+        for spec in specs
         if spec.name in existing and len(existing[spec.name].partitions) < spec.partitions
     ]
     if grow:
@@ -103,7 +108,7 @@ def ensure_topics(kafka_config: dict[str, Any], timeout: float = 30.0) -> list[s
                 for k, v in spec.config.items()
             ],
         )
-        for spec in TOPICS
+        for spec in specs
         if spec.name in existing
     ]
     if resources:

@@ -1,0 +1,1 @@
+"""Helpers the Docker Compose services run inside the project's image."""

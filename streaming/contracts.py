@@ -1,0 +1,323 @@
+"""Typed event contracts (version 1) and the validator every consumed record passes.
+
+The three event kinds of the design are msgspec structs: decoding checks types,
+required fields, domains and ranges in C. What a struct cannot say by itself lives
+in `Validator.validate`: the size limit, NUL characters, clock skew for future
+timestamps, and the classification of a failure into a precise `error_kind`.
+
+The JSON Schemas in `streaming/schemas/` are generated from these structs
+(`python -m streaming.contracts --write`); a unit test keeps them in step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from zoneinfo import available_timezones
+
+import msgspec
+
+from streaming.topics import DEVICES, EVENTS, HEALTH
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_SKEW",
+    "ERROR_KINDS",
+    "SCHEMA_DIR",
+    "AccessEvent",
+    "Contract",
+    "DeviceRegistration",
+    "HealthReport",
+    "Invalid",
+    "Validator",
+    "json_schemas",
+]
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+DEFAULT_MAX_BYTES: Final = 16 * 1024
+DEFAULT_MAX_SKEW: Final = timedelta(minutes=5)
+
+# Every reason a record can be dead-lettered for; `raw.dead_letters.error_kind`.
+ERROR_KINDS: Final = (
+    "too_large",  # payload above the configured size limit
+    "not_utf8",  # payload bytes are not UTF-8
+    "not_json",  # UTF-8 but not a JSON document
+    "too_deep",  # JSON nested beyond what the decoder accepts
+    "not_an_object",  # JSON, but not an object at the top level
+    "missing_field",  # a required field is absent
+    "wrong_type",  # a field has the wrong JSON type
+    "invalid_format",  # right type, wrong shape (UUID, timestamp without offset, ...)
+    "out_of_domain",  # a value outside its enumeration
+    "out_of_range",  # a number outside its range, or text too short/long
+    "rule_violation",  # a cross-field rule (fail without failure_reason, ...)
+    "nul_character",  # text carries U+0000, which PostgreSQL text cannot store
+    "future_timestamp",  # a timestamp further in the future than the allowed skew
+    "invalid_key",  # message key is not UTF-8 text (the contract keys by device_id)
+    "unknown_topic",  # record from a topic without a contract
+    "db_rejected",  # the validator let it through but PostgreSQL refused the row
+)
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+
+EventType = Literal["open", "close", "fail"]
+TriggerSource = Literal["app", "keypad", "remote", "schedule", "voice", "auto_close"]
+FailureReason = Literal["obstruction", "sensor_fault", "motor_stall", "low_battery", "connectivity"]
+DeviceType = Literal["garage_door", "gate", "smart_lock"]
+DeviceStatus = Literal["active", "retired"]
+
+_TIMEZONES: Final = frozenset(available_timezones())
+
+
+class AccessEvent(msgspec.Struct, kw_only=True):
+    """An open, close or failed attempt on a device (`smart-access.events`)."""
+
+    schema_version: Literal[1]
+    event_id: uuid.UUID
+    device_id: Text
+    household_id: Text
+    event_ts: Timestamp
+    event_type: EventType
+    trigger_source: TriggerSource
+    user_id: Text | None = None
+    failure_reason: FailureReason | None = None
+
+    def __post_init__(self) -> None:
+        if self.event_type == "fail" and self.failure_reason is None:
+            raise ValueError("failure_reason is required when event_type is 'fail'")
+        if self.event_type != "fail" and self.failure_reason is not None:
+            raise ValueError("failure_reason is only allowed when event_type is 'fail'")
+
+
+class HealthReport(msgspec.Struct, kw_only=True):
+    """A periodic health report of a device (`smart-access.health`)."""
+
+    schema_version: Literal[1]
+    device_id: Text
+    reported_at: Timestamp
+    battery_pct: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    signal_strength_dbm: Annotated[int, msgspec.Meta(ge=-120, le=0)]
+    is_online: bool
+    firmware_version: Text
+    temperature_c: Annotated[float, msgspec.Meta(ge=-80, le=150)] | None = None
+
+
+class DeviceRegistration(msgspec.Struct, kw_only=True):
+    """A device registry change (`smart-access.devices`, compacted by device_id)."""
+
+    schema_version: Literal[1]
+    device_id: Text
+    household_id: Text
+    device_type: DeviceType
+    model: Text
+    firmware_version: Text
+    installed_at: Timestamp
+    status: DeviceStatus
+    updated_at: Timestamp
+    region: Text | None = None
+    timezone: Text | None = None
+
+    def __post_init__(self) -> None:
+        if self.timezone is not None and self.timezone not in _TIMEZONES:
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone")
+
+
+Contract = AccessEvent | HealthReport | DeviceRegistration
+
+CONTRACTS: Final[dict[str, type[Contract]]] = {
+    EVENTS: AccessEvent,
+    HEALTH: HealthReport,
+    DEVICES: DeviceRegistration,
+}
+SCHEMA_FILES: Final = {
+    AccessEvent: "access_event.v1.json",
+    HealthReport: "health_report.v1.json",
+    DeviceRegistration: "device_registration.v1.json",
+}
+# Fields whose value is a moment the device claims; checked against clock skew.
+_TIME_FIELDS: Final = {
+    AccessEvent: ("event_ts",),
+    HealthReport: ("reported_at",),
+    DeviceRegistration: ("installed_at", "updated_at"),
+}
+_TEXT_FIELDS: Final = {
+    cls: tuple(
+        name
+        for name, hint in cls.__annotations__.items()
+        if "Text" in str(hint) or "Reason" in str(hint)
+    )
+    for cls in CONTRACTS.values()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a record cannot land: one of ERROR_KINDS and a human-readable detail."""
+
+    kind: str
+    detail: str
+
+
+_PATH = re.compile(r" - at `(?P<path>[^`]+)`$")
+
+
+def _classify(message: str) -> str:
+    text = _PATH.sub("", message)
+    if text.startswith("Object missing required field"):
+        return "missing_field"
+    if text.startswith("Invalid enum value"):
+        return "out_of_domain"
+    if text.startswith("Expected `object`, got") and " - at " not in message:
+        return "not_an_object"
+    if re.match(r"Expected `\w+`, got `\w+`", text):
+        return "wrong_type"
+    if re.search(r"Expected `(int|float|str)` (<|>|of length)", text) or "out of range" in text:
+        return "out_of_range"
+    if text.startswith(("Invalid UUID", "Invalid RFC3339", "Expected `datetime` with")):
+        return "invalid_format"
+    if text.startswith(("Expected `int` == ", "Invalid value")):
+        return "out_of_domain"
+    if "is not an IANA time zone" in text or "failure_reason" in text:
+        return "rule_violation"
+    return "wrong_type"
+
+
+def _nesting_depth(value: bytes) -> int:
+    """Maximum bracket depth outside strings (only on the failure path)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in value:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
+
+
+class Validator:
+    """Decode and validate records of the three data topics.
+
+    `validate` returns a contract struct or an `Invalid`; it never raises for bad
+    input. `max_bytes` caps a payload's size, `max_skew` how far in the future a
+    device clock may run.
+    """
+
+    def __init__(
+        self, max_bytes: int = DEFAULT_MAX_BYTES, max_skew: timedelta = DEFAULT_MAX_SKEW
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_skew = max_skew
+        self._decoders = {topic: msgspec.json.Decoder(cls) for topic, cls in CONTRACTS.items()}
+
+    def validate(self, topic: str, value: bytes | None, now: datetime) -> Contract | Invalid:
+        decoder = self._decoders.get(topic)
+        if decoder is None:
+            return Invalid("unknown_topic", f"no contract for topic {topic!r}")
+        if value is None:
+            return Invalid("not_json", "record has no value (tombstone or empty message)")
+        if len(value) > self.max_bytes:
+            return Invalid("too_large", f"{len(value)} bytes, limit is {self.max_bytes}")
+        try:
+            record: Contract = decoder.decode(value)
+        except msgspec.ValidationError as exc:
+            kind = _classify(str(exc))
+            if kind == "not_an_object" and _nesting_depth(value) > 32:
+                kind = "too_deep"
+            return Invalid(kind, str(exc))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return self._undecodable(value, exc)
+        if b"\\u0000" in value:
+            cls = type(record)
+            for name in _TEXT_FIELDS[cls]:
+                text = getattr(record, name)
+                if text is not None and "\x00" in text:
+                    return Invalid("nul_character", f"field {name} contains U+0000")
+        limit = now + self.max_skew
+        for name in _TIME_FIELDS[type(record)]:
+            moment = getattr(record, name)
+            if moment > limit:
+                return Invalid(
+                    "future_timestamp",
+                    f"{name} {moment.isoformat()} is more than {self.max_skew} ahead of "
+                    f"{now.isoformat()}",
+                )
+        return record
+
+    @staticmethod
+    def _undecodable(value: bytes, exc: Exception) -> Invalid:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Invalid("not_utf8", f"invalid UTF-8 at byte {err.start}")
+        if isinstance(exc, RecursionError) or _nesting_depth(value) > 32:
+            return Invalid("too_deep", f"JSON nested deeper than the decoder allows ({exc})")
+        if isinstance(exc, UnicodeDecodeError):
+            return Invalid("not_utf8", str(exc))
+        return Invalid("not_json", str(exc))
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema (2020-12) of each contract, keyed by its file name."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for cls, filename in SCHEMA_FILES.items():
+        body = msgspec.json.schema(cls)
+        definition = body["$defs"][cls.__name__]
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://smart-access.example/schemas/{filename}",
+            **definition,
+            "description": (cls.__doc__ or "").strip(),
+        }
+        schemas[filename] = schema
+    return schemas
+
+
+def render_schema(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m streaming.contracts",
+        description="Write or check the JSON Schemas generated from the event contracts.",
+    )
+    parser.add_argument("--write", action="store_true", help="rewrite streaming/schemas/*.json")
+    args = parser.parse_args(argv)
+    stale = []
+    for filename, schema in json_schemas().items():
+        path = SCHEMA_DIR / filename
+        text = render_schema(schema)
+        if args.write:
+            SCHEMA_DIR.mkdir(exist_ok=True)
+            path.write_text(text)
+        elif not path.exists() or path.read_text() != text:
+            stale.append(filename)
+    if stale:
+        print(
+            f"stale schemas: {', '.join(stale)}; run python -m streaming.contracts --write",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

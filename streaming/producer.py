@@ -1,0 +1,269 @@
+"""`python -m streaming.producer`: send the simulated fleet's messages to Kafka.
+
+Paced to `--rate` messages per second (optionally in bursts), for `--duration`
+seconds or `--count` messages or until interrupted. `--ledger PATH` writes one
+JSON line per message with its truth flags and, once acknowledged, its Kafka
+coordinates. SIGINT/SIGTERM stop cleanly: everything in flight is flushed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from confluent_kafka import KafkaError, Producer
+
+from streaming import logs
+from streaming.clients import producer_config
+from streaming.settings import KafkaSettings
+from streaming.simulator import Message, Simulator, SimulatorConfig
+
+__all__ = ["main", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        sys.stderr.write(f"error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _number(kind: type, low: float, high: float | None = None, strict: bool = False) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < low or (strict and value == low) or (high is not None and value > high):
+            bound = f"> {low}" if strict else f">= {low}"
+            if high is not None:
+                bound += f" and <= {high}"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
+        return value
+
+    return parse
+
+
+def _iso(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. {text}+00:00")
+    return moment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m streaming.producer",
+        description="Simulate a fleet of smart-access devices and send its messages to Kafka.",
+    )
+    p.add_argument(
+        "--rate",
+        type=_number(float, 0, strict=True),
+        default=50.0,
+        help="messages per second (default 50)",
+    )
+    p.add_argument("--households", type=_number(int, 1), default=100, help="default 100")
+    p.add_argument("--devices-per-household", type=_number(int, 1, 20), default=3, help="default 3")
+    p.add_argument(
+        "--duration", type=_number(float, 0, strict=True), help="stop after this many seconds"
+    )
+    p.add_argument("--count", type=_number(int, 1), help="stop after this many messages")
+    p.add_argument(
+        "--burst",
+        type=_number(int, 1),
+        default=1,
+        help="send N messages back to back, then pause to keep the average rate",
+    )
+    p.add_argument(
+        "--seed", type=int, help="same seed (and --start), same messages (default: a random seed)"
+    )
+    p.add_argument(
+        "--start", type=_iso, help="simulated clock start (ISO-8601 with offset; default now)"
+    )
+    p.add_argument(
+        "--invalid-ratio",
+        type=_number(float, 0, 1),
+        default=0.0,
+        help="share of messages made invalid on purpose (default 0)",
+    )
+    p.add_argument(
+        "--duplicate-ratio",
+        type=_number(float, 0, 1),
+        default=0.0,
+        help="share of access events sent twice (default 0)",
+    )
+    p.add_argument(
+        "--late-ratio",
+        type=_number(float, 0, 1),
+        default=0.0,
+        help="share of access events with an old event_ts (default 0)",
+    )
+    p.add_argument(
+        "--max-lateness",
+        type=_number(float, 0, strict=True),
+        default=3600.0,
+        help="seconds a late event may lag behind at most (default 3600)",
+    )
+    p.add_argument("--ledger", type=Path, help="write every message's truth as JSON lines here")
+    p.add_argument("--topic-prefix", default="", help="send to <prefix>smart-access.*")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.sent = self.acked = self.failed = 0
+        self.invalid = self.duplicates = self.late = 0
+        self.started = time.monotonic()
+
+
+def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    if args.seed is None:
+        args.seed = secrets.randbits(31)
+    sim = Simulator(
+        SimulatorConfig(
+            households=args.households,
+            devices_per_household=args.devices_per_household,
+            rate=args.rate,
+            seed=args.seed,
+            invalid_ratio=args.invalid_ratio,
+            duplicate_ratio=args.duplicate_ratio,
+            late_ratio=args.late_ratio,
+            max_lateness=args.max_lateness,
+            start=args.start,
+        )
+    )
+    stats = _Stats()
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    ledger: IO[str] | None = args.ledger.open("w", encoding="utf-8") if args.ledger else None
+    producer = Producer(producer_config(kafka, "smart-access-simulator", error_cb=_log_kafka_error))
+
+    def delivered(message: Message) -> Any:
+        def callback(err: KafkaError | None, msg: Any) -> None:
+            if err is None:
+                stats.acked += 1
+            else:
+                stats.failed += 1
+            if ledger is not None:
+                extra: dict[str, object] = {"delivered": err is None}
+                if err is None:
+                    extra.update(partition=msg.partition(), offset=msg.offset())
+                else:
+                    extra["error"] = str(err)
+                ledger.write(message.ledger_line(**extra) + "\n")
+
+        return callback
+
+    terminal = sys.stdout.isatty()
+    wall_start = time.monotonic()
+    last_progress = wall_start
+    logger.info(
+        "simulating %d households x %d devices at %.0f msg/s (seed %d)",
+        args.households,
+        args.devices_per_household,
+        args.rate,
+        args.seed,
+    )
+    try:
+        while not stopping:
+            if args.count is not None and stats.sent >= args.count:
+                break
+            if args.duration is not None and time.monotonic() - wall_start >= args.duration:
+                break
+            if stats.sent % args.burst == 0:
+                # pace: the simulated clock never runs ahead of the wall clock
+                ahead = sim.clock - (time.monotonic() - wall_start)
+                if ahead > 0:
+                    producer.poll(min(ahead, 0.5))
+                    continue
+            message = sim.next()
+            topic = args.topic_prefix + message.topic
+            while True:
+                try:
+                    producer.produce(
+                        topic,
+                        value=message.value,
+                        key=message.key,
+                        on_delivery=delivered(message),
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+            stats.sent += 1
+            truth = message.truth
+            stats.invalid += not truth.valid
+            stats.duplicates += truth.duplicate_of is not None
+            stats.late += truth.lateness_s > 0
+            now = time.monotonic()
+            if now - last_progress >= (1.0 if terminal else 10.0):
+                _progress(stats, terminal)
+                last_progress = now
+    finally:
+        remaining = producer.flush(30)
+        if ledger is not None:
+            ledger.close()
+    if terminal:
+        sys.stdout.write("\n")
+    elapsed = time.monotonic() - stats.started
+    print(
+        f"sent {stats.sent} messages in {elapsed:.1f}s ({stats.sent / max(elapsed, 1e-9):.0f}/s): "
+        f"{stats.acked} acknowledged, {stats.failed} failed, {remaining} unflushed; "
+        f"{stats.invalid} invalid, {stats.duplicates} duplicates, {stats.late} late"
+    )
+    return 0 if stats.failed == 0 and remaining == 0 else 1
+
+
+def _progress(stats: _Stats, terminal: bool) -> None:
+    elapsed = time.monotonic() - stats.started
+    line = (
+        f"sent {stats.sent}  acked {stats.acked}  failed {stats.failed}  "
+        f"invalid {stats.invalid}  dup {stats.duplicates}  late {stats.late}  "
+        f"{stats.sent / max(elapsed, 1e-9):.0f}/s"
+    )
+    if terminal:
+        sys.stdout.write("\r" + line)
+        sys.stdout.flush()
+    else:
+        logger.info(line)
+
+
+def _log_kafka_error(err: KafkaError) -> None:
+    logger.warning("Kafka: %s (the client keeps retrying)", err.str())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    try:
+        kafka = KafkaSettings()
+    except ValueError as exc:
+        sys.stderr.write(f"error: bad Kafka settings in the environment: {exc}\n")
+        return 2
+    if args.ledger is not None and not args.ledger.parent.is_dir():
+        sys.stderr.write(f"error: --ledger: folder {args.ledger.parent} does not exist\n")
+        return 2
+    return run(args, kafka)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

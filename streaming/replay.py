@@ -1,0 +1,244 @@
+"""`python -m streaming.replay`: make the sink re-read topics from a point in time.
+
+Replay rewinds the positions stored in `ops.consumer_offsets` (the consumer's
+source of truth) to the first offset at or after `--from-timestamp`, or to the
+start of what Kafka still retains (`--from-beginning`), for one topic or all.
+Positions only ever move back: a replay never skips records.
+
+Landing stays exactly once per Kafka record: rows already in raw (same topic,
+partition, offset) are skipped, not duplicated, and dead letters already stored are
+neither stored again nor re-sent to the DLQ topic. Records that retention or
+compaction removed cannot come back.
+
+The consumers of the group must be stopped first; replay refuses to run while the
+group has members, because a running consumer would overwrite the positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streaming import logs
+from streaming.settings import KafkaSettings, PostgresSettings
+from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES
+
+__all__ = ["ReplayError", "main", "plan_replay", "rewind"]
+
+logger = logging.getLogger(__name__)
+
+
+class ReplayError(RuntimeError):
+    """A replay that cannot be done as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Move:
+    topic: str
+    partition: int
+    stored: int | None
+    target: int
+
+    @property
+    def rewinds(self) -> bool:
+        return self.stored is not None and self.target < self.stored
+
+
+def _check_group_idle(admin: AdminClient, group: str, timeout: float) -> None:
+    future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+    try:
+        description = future.result()
+    except KafkaException as exc:
+        if "GROUP_ID_NOT_FOUND" in str(exc):
+            return
+        raise
+    members = len(description.members)
+    if members:
+        raise ReplayError(
+            f"consumer group {group} has {members} running consumer(s); stop them first "
+            "(embedded stack: .venv/bin/supervisorctl -c .stack/run/supervisord.conf stop "
+            "consumer), replay, then start them again"
+        )
+
+
+def plan_replay(
+    kafka: KafkaSettings,
+    topics: list[str],
+    stored: dict[tuple[str, int], int],
+    from_timestamp: datetime | None,
+    timeout: float = 15.0,
+) -> list[Move]:
+    """Target offset of every partition of `topics` (full names)."""
+    probe = Consumer(
+        {
+            **kafka.client_config(),
+            "log_level": 3,
+            "group.id": "smart-access-replay-probe",
+            "enable.auto.commit": False,
+        }
+    )
+    moves: list[Move] = []
+    try:
+        metadata = probe.list_topics(timeout=timeout)
+        for topic in topics:
+            if topic not in metadata.topics or metadata.topics[topic].error is not None:
+                raise ReplayError(f"topic {topic} does not exist on {kafka.bootstrap_servers}")
+            partitions = sorted(metadata.topics[topic].partitions)
+            if from_timestamp is not None:
+                ms = int(from_timestamp.timestamp() * 1000)
+                found = probe.offsets_for_times(
+                    [TopicPartition(topic, p, ms) for p in partitions], timeout=timeout
+                )
+            for p in partitions:
+                low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                if from_timestamp is None:
+                    target = low
+                else:
+                    offset = next(tp.offset for tp in found if tp.partition == p)
+                    target = high if offset < 0 else offset
+                    if low > 0 and target == low:
+                        raise ReplayError(
+                            f"{from_timestamp.isoformat()} is before what {topic}[{p}] still "
+                            f"retains (records before offset {low} were deleted); use "
+                            "--from-beginning to replay everything retained, or a later time"
+                        )
+                moves.append(Move(topic, p, stored.get((topic, p)), target))
+    finally:
+        probe.close()
+    return moves
+
+
+def rewind(dsn: str, group: str, moves: list[Move]) -> int:
+    """Move stored positions back in one transaction; returns the partitions moved."""
+    conn = psycopg2.connect(dsn)
+    moved = 0
+    try:
+        with conn, conn.cursor() as cur:
+            for move in moves:
+                if not move.rewinds:
+                    continue
+                cur.execute(
+                    "update ops.consumer_offsets set next_offset = %s, updated_at = now() "
+                    "where consumer_group = %s and topic = %s and partition = %s "
+                    "and next_offset > %s",
+                    (move.target, group, move.topic, move.partition, move.target),
+                )
+                moved += cur.rowcount
+    finally:
+        conn.close()
+    return moved
+
+
+def stored_positions(dsn: str, group: str) -> dict[tuple[str, int], int]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select topic, partition, next_offset from ops.consumer_offsets "
+                "where consumer_group = %s",
+                (group,),
+            )
+            return {(t, p): o for t, p, o in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        sys.stderr.write(f"error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _iso(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. {text}+00:00")
+    return moment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m streaming.replay",
+        description="Rewind the sink's stored positions so the consumer re-reads; "
+        "rows already landed are skipped, never duplicated.",
+    )
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument(
+        "--from-timestamp",
+        type=_iso,
+        metavar="ISO",
+        help="re-read records with a Kafka timestamp at or after this moment",
+    )
+    start.add_argument(
+        "--from-beginning", action="store_true", help="re-read everything Kafka still retains"
+    )
+    p.add_argument(
+        "--topic",
+        action="append",
+        choices=DATA_TOPICS,
+        help="replay only this topic (repeatable; default all three)",
+    )
+    p.add_argument("--group", default=CONSUMER_GROUP, help=f"default {CONSUMER_GROUP}")
+    p.add_argument("--topic-prefix", default="", help="topics are <prefix>smart-access.*")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure("WARNING")
+    try:
+        kafka = KafkaSettings()
+        dsn = PostgresSettings().dsn()
+    except ValueError as exc:
+        sys.stderr.write(f"error: bad settings in the environment: {exc}\n")
+        return 2
+    topics = [args.topic_prefix + t for t in (args.topic or DATA_TOPICS)]
+    try:
+        # librdkafka's own notices (log_level 3: errors only) would clutter the one-line errors
+        admin = AdminClient({**kafka.client_config(), "log_level": 3})
+        _check_group_idle(admin, args.group, 15.0)
+        stored = stored_positions(dsn, args.group)
+        moves = plan_replay(kafka, topics, stored, args.from_timestamp)
+        moved = 0 if args.dry_run else rewind(dsn, args.group, moves)
+    except ReplayError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except psycopg2.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0]
+        sys.stderr.write(f"error: cannot reach PostgreSQL ({first}); check PGHOST/PGPORT/PGUSER\n")
+        return 1
+    except KafkaException as exc:
+        sys.stderr.write(f"error: Kafka at {kafka.bootstrap_servers}: {exc}\n")
+        return 1
+    print(f"{'topic':<40} {'part':>4} {'stored':>10} {'replay from':>12} {'re-read':>9}")
+    for m in moves:
+        stored_text = "-" if m.stored is None else str(m.stored)
+        again = (m.stored - m.target) if m.rewinds and m.stored is not None else 0
+        print(f"{m.topic:<40} {m.partition:>4} {stored_text:>10} {m.target:>12} {again:>9}")
+    verb = "would rewind" if args.dry_run else "rewound"
+    print(
+        f"{verb} {sum(m.rewinds for m in moves) if args.dry_run else moved} partition(s) "
+        f"of group {args.group}; start the consumer to re-read"
+    )
+    if any(m.topic.endswith(DEVICES) for m in moves):
+        print(
+            "note: smart-access.devices is compacted: only the latest record per device "
+            "may remain for older offsets"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

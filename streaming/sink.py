@@ -1,0 +1,504 @@
+"""The PostgreSQL side of the consumer: one transaction per micro-batch.
+
+A batch lands in a single transaction that holds the valid rows (COPY), the dead
+letters, the next positions in `ops.consumer_offsets` and one `ops.ingest_batches`
+row. Either all of it is there or none of it is, which is what makes landing
+exactly once: the consumer seeks to the stored positions whenever it (re)starts.
+
+Two slower paths keep that promise when the fast one cannot:
+
+* A row the database refuses (a constraint the validator does not know, say) is
+  isolated by bisection under savepoints and dead-lettered as `db_rejected`;
+  its neighbours land.
+* A COPY that hits rows already present (after `streaming.replay`, or a consumer
+  that lost its partitions without noticing) is redone through a temporary table
+  with `INSERT ... ON CONFLICT DO NOTHING`, so present rows are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from streaming.contracts import AccessEvent, DeviceRegistration, HealthReport, Invalid
+from streaming.topics import DEVICES, EVENTS, HEALTH
+
+__all__ = [
+    "COLUMNS",
+    "TABLES",
+    "Batch",
+    "DeadLetter",
+    "PostgresSink",
+    "Record",
+    "copy_line",
+]
+
+logger = logging.getLogger(__name__)
+
+TABLES: Final = {EVENTS: "access_events", HEALTH: "device_health", DEVICES: "device_registry"}
+_KAFKA_COLUMNS: Final = (
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+    "kafka_key",
+)
+COLUMNS: Final = {
+    "access_events": (
+        *_KAFKA_COLUMNS,
+        "schema_version",
+        "event_id",
+        "device_id",
+        "household_id",
+        "event_ts",
+        "event_type",
+        "trigger_source",
+        "user_id",
+        "failure_reason",
+    ),
+    "device_health": (
+        *_KAFKA_COLUMNS,
+        "schema_version",
+        "device_id",
+        "reported_at",
+        "battery_pct",
+        "signal_strength_dbm",
+        "is_online",
+        "firmware_version",
+        "temperature_c",
+    ),
+    "device_registry": (
+        *_KAFKA_COLUMNS,
+        "schema_version",
+        "device_id",
+        "household_id",
+        "device_type",
+        "model",
+        "firmware_version",
+        "installed_at",
+        "status",
+        "updated_at",
+        "region",
+        "timezone",
+    ),
+}
+_TOPIC_OF_TABLE: Final = {table: topic for topic, table in TABLES.items()}
+
+# COPY text format: backslash, tab, newline and carriage return are escaped; \N is NULL.
+_ESCAPE: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE: Final = frozenset("\\\t\n\r")
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if _NEEDS_ESCAPE.isdisjoint(value):
+        return value
+    return value.translate(_ESCAPE)
+
+
+_second_cache: dict[int, str] = {}
+
+
+def kafka_time(ms: int) -> str:
+    """Kafka's epoch milliseconds as timestamptz text, cheap for runs of one second."""
+    seconds, millis = divmod(ms, 1000)
+    prefix = _second_cache.get(seconds)
+    if prefix is None:
+        if len(_second_cache) > 4096:
+            _second_cache.clear()
+        prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        _second_cache[seconds] = prefix
+    return f"{prefix}.{millis:03d}+00"
+
+
+def copy_line(
+    record: AccessEvent | HealthReport | DeviceRegistration,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    key: str | None,
+) -> str:
+    """One row of COPY text for the record's landing table."""
+    head = f"{_text(topic)}\t{partition}\t{offset}\t{kafka_time(timestamp_ms)}\t{_text(key)}\t"
+    if type(record) is AccessEvent:
+        return (
+            f"{head}{record.schema_version}\t{record.event_id}\t{_text(record.device_id)}\t"
+            f"{_text(record.household_id)}\t{record.event_ts.isoformat()}\t{record.event_type}\t"
+            f"{record.trigger_source}\t{_text(record.user_id)}\t"
+            f"{record.failure_reason or chr(92) + 'N'}\n"
+        )
+    if type(record) is HealthReport:
+        temperature = "\\N" if record.temperature_c is None else repr(record.temperature_c)
+        return (
+            f"{head}{record.schema_version}\t{_text(record.device_id)}\t"
+            f"{record.reported_at.isoformat()}\t{record.battery_pct}\t"
+            f"{record.signal_strength_dbm}\t{'t' if record.is_online else 'f'}\t"
+            f"{_text(record.firmware_version)}\t{temperature}\n"
+        )
+    assert type(record) is DeviceRegistration
+    return (
+        f"{head}{record.schema_version}\t{_text(record.device_id)}\t"
+        f"{_text(record.household_id)}\t{record.device_type}\t{_text(record.model)}\t"
+        f"{_text(record.firmware_version)}\t{record.installed_at.isoformat()}\t"
+        f"{record.status}\t{record.updated_at.isoformat()}\t{_text(record.region)}\t"
+        f"{_text(record.timezone)}\n"
+    )
+
+
+@dataclass(slots=True)
+class Record:
+    """Kafka coordinates and bytes of one consumed record (for dead-lettering)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    record: Record
+    kind: str
+    detail: str
+    contract_topic: str = ""
+
+    def __post_init__(self) -> None:
+        # the detail may quote the offending value: keep it storable and short
+        self.detail = self.detail.replace("\x00", "\\u0000")[:1000]
+
+
+@dataclass
+class Batch:
+    """Everything one transaction lands; built by the consumer, written by the sink."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_monotonic: float = field(default_factory=time.monotonic)
+    lines: dict[str, list[str]] = field(default_factory=lambda: {table: [] for table in COLUMNS})
+    records: dict[str, list[Record]] = field(
+        default_factory=lambda: {table: [] for table in COLUMNS}
+    )
+    dead: list[DeadLetter] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    valid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    kafka_timestamps: list[int] = field(default_factory=list)
+    bytes: int = 0
+    min_event_at: datetime | None = None
+    max_event_at: datetime | None = None
+    consumer_lag: int | None = None
+    size: int = 0
+
+    def add_valid(
+        self,
+        record: AccessEvent | HealthReport | DeviceRegistration,
+        raw: Record,
+        contract_topic: str,
+        key: str | None,
+    ) -> None:
+        """`contract_topic` is the topic's name in the contract (without any prefix)."""
+        table = TABLES[contract_topic]
+        self.lines[table].append(
+            copy_line(record, raw.topic, raw.partition, raw.offset, raw.timestamp_ms, key)
+        )
+        self.records[table].append(raw)
+        self.valid[contract_topic] += 1
+        if type(record) is AccessEvent:
+            moment = record.event_ts
+            if self.min_event_at is None or moment < self.min_event_at:
+                self.min_event_at = moment
+            if self.max_event_at is None or moment > self.max_event_at:
+                self.max_event_at = moment
+        self._account(raw)
+
+    def add_invalid(self, raw: Record, contract_topic: str, invalid: Invalid) -> None:
+        self.dead.append(DeadLetter(raw, invalid.kind, invalid.detail, contract_topic))
+        if contract_topic in self.invalid:
+            self.invalid[contract_topic] += 1
+        self._account(raw)
+
+    def _account(self, raw: Record) -> None:
+        self.next_offsets[(raw.topic, raw.partition)] = raw.offset + 1
+        self.kafka_timestamps.append(raw.timestamp_ms)
+        self.bytes += len(raw.value or b"")
+        self.size += 1
+
+    def drop_partitions(self, gone: set[tuple[str, int]]) -> Batch:
+        """The same batch without the records of partitions this consumer lost."""
+        kept = Batch(started_at=self.started_at, started_monotonic=self.started_monotonic)
+        for table, records in self.records.items():
+            for line, raw in zip(self.lines[table], records, strict=True):
+                if (raw.topic, raw.partition) not in gone:
+                    kept.lines[table].append(line)
+                    kept.records[table].append(raw)
+                    kept.valid[_TOPIC_OF_TABLE[table]] += 1
+                    kept._account(raw)
+        for dead in self.dead:
+            if (dead.record.topic, dead.record.partition) not in gone:
+                kept.add_invalid(dead.record, dead.contract_topic, Invalid(dead.kind, dead.detail))
+        # the retained offsets must be the batch's, not recomputed from a subset order
+        kept.next_offsets = {tp: o for tp, o in self.next_offsets.items() if tp not in gone}
+        kept.min_event_at, kept.max_event_at = self.min_event_at, self.max_event_at
+        return kept
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    rows: int
+    dead_letters: int
+    skipped_existing: int
+    db_rejected: int
+    seconds: float
+
+
+DeadLetterPublisher = Callable[[Sequence[DeadLetter]], None]
+
+_UPSERT_OFFSETS: Final = """
+insert into ops.consumer_offsets as o (consumer_group, topic, partition, next_offset)
+values %s
+on conflict (consumer_group, topic, partition) do update
+    set next_offset = excluded.next_offset, updated_at = clock_timestamp()
+    where o.next_offset < excluded.next_offset
+"""
+_INSERT_DEAD: Final = """
+insert into raw.dead_letters
+    (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_key, payload,
+     error_kind, error_detail)
+values %s
+on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
+returning kafka_topic, kafka_partition, kafka_offset
+"""
+_INSERT_BATCH: Final = """
+insert into ops.ingest_batches (
+    consumer_group, consumer_id, started_at, duration_ms,
+    events_valid, events_invalid, health_valid, health_invalid, devices_valid, devices_invalid,
+    bytes, min_event_at, max_event_at, latency_p50_ms, latency_max_ms, consumer_lag)
+values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+_DB_REJECTIONS: Final = (psycopg2.DataError, psycopg2.IntegrityError)
+
+
+class PostgresSink:
+    """Writes batches for one consumer; owns one connection."""
+
+    def __init__(
+        self, dsn: str, group: str, consumer_id: str, synchronous_commit: bool = False
+    ) -> None:
+        self.dsn = dsn
+        self.synchronous_commit = synchronous_commit
+        self.group = group
+        self.consumer_id = consumer_id
+        self._conn: psycopg2.extensions.connection | None = None
+        self._staged: set[str] = set()
+
+    # --- connection ---------------------------------------------------------
+    def connect(self) -> psycopg2.extensions.connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self.dsn)
+            self._staged = set()
+            if not self.synchronous_commit:
+                # Safe for exactly-once: rows and positions share one transaction, so a
+                # crash that loses the last commits loses both, and the consumer re-reads
+                # those records from Kafka. Saves a WAL flush wait per batch.
+                with self._conn.cursor() as cur:
+                    cur.execute("set synchronous_commit = off")
+                self._conn.commit()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.rollback()
+            finally:
+                self._conn.close()
+        self._conn = None
+
+    def discard(self) -> None:
+        """Forget a broken connection without talking to the server."""
+        if self._conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._conn.close()
+        self._conn = None
+
+    def stored_positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "select topic, partition, next_offset from ops.consumer_offsets "
+                    "where consumer_group = %s",
+                    (self.group,),
+                )
+                wanted = set(partitions)
+                found = {(t, p): o for t, p, o in cur.fetchall() if (t, p) in wanted}
+            conn.rollback()
+        except BaseException:
+            self.discard()
+            raise
+        return found
+
+    # --- the batch transaction ----------------------------------------------
+    def write(self, batch: Batch, publish: DeadLetterPublisher | None = None) -> BatchResult:
+        """Land the batch in one transaction; raises psycopg2 errors if the database is
+        unreachable (nothing is committed then)."""
+        conn = self.connect()
+        started = time.monotonic()
+        self._skipped = 0
+        dead = list(batch.dead)
+        try:
+            with conn.cursor() as cur:
+                rows = 0
+                for table, lines in batch.lines.items():
+                    if lines:
+                        rows += self._land(cur, table, lines, batch.records[table], dead, False)
+                rejected = len(dead) - len(batch.dead)
+                fresh = self._insert_dead(cur, dead)
+                if fresh and publish is not None:
+                    publish(fresh)
+                execute_values(
+                    cur,
+                    _UPSERT_OFFSETS,
+                    [(self.group, t, p, o) for (t, p), o in batch.next_offsets.items()],
+                )
+                now_ms = time.time() * 1000
+                latencies = sorted(now_ms - ts for ts in batch.kafka_timestamps)
+                valid = dict(batch.valid)
+                invalid = dict(batch.invalid)
+                for letter in dead[len(batch.dead) :]:
+                    valid[letter.contract_topic] -= 1
+                    invalid[letter.contract_topic] += 1
+                cur.execute(
+                    _INSERT_BATCH,
+                    (
+                        self.group,
+                        self.consumer_id,
+                        batch.started_at,
+                        (time.monotonic() - batch.started_monotonic) * 1000,
+                        valid[EVENTS],
+                        invalid[EVENTS],
+                        valid[HEALTH],
+                        invalid[HEALTH],
+                        valid[DEVICES],
+                        invalid[DEVICES],
+                        batch.bytes,
+                        batch.min_event_at,
+                        batch.max_event_at,
+                        latencies[len(latencies) // 2] if latencies else None,
+                        latencies[-1] if latencies else None,
+                        batch.consumer_lag,
+                    ),
+                )
+            conn.commit()
+        except BaseException:
+            self.discard()
+            raise
+        return BatchResult(
+            rows=rows,
+            dead_letters=len(dead),
+            skipped_existing=self._skipped,
+            db_rejected=rejected,
+            seconds=time.monotonic() - started,
+        )
+
+    def _land(
+        self,
+        cur: Any,
+        table: str,
+        lines: list[str],
+        records: list[Record],
+        dead: list[DeadLetter],
+        skip_existing: bool,
+    ) -> int:
+        """COPY lines into raw.<table>; returns the number of rows handed to PostgreSQL."""
+        cur.execute("savepoint land")
+        try:
+            if skip_existing:
+                self._copy_skipping_existing(cur, table, lines)
+            else:
+                self._copy(cur, f"raw.{table}", table, lines)
+            cur.execute("release savepoint land")
+            return len(lines)
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("rollback to savepoint land")
+            if skip_existing:
+                raise
+            logger.info("%s: rows already present, landing through ON CONFLICT DO NOTHING", table)
+            return self._land(cur, table, lines, records, dead, True)
+        except _DB_REJECTIONS as exc:
+            cur.execute("rollback to savepoint land")
+            if len(lines) == 1:
+                message = (exc.pgerror or str(exc)).strip().splitlines()[0]
+                detail = f"{exc.pgcode}: {message}"
+                logger.warning(
+                    "%s[%s]@%s rejected by PostgreSQL: %s",
+                    records[0].topic,
+                    records[0].partition,
+                    records[0].offset,
+                    detail,
+                )
+                dead.append(DeadLetter(records[0], "db_rejected", detail, _TOPIC_OF_TABLE[table]))
+                return 0
+            half = len(lines) // 2
+            return self._land(
+                cur, table, lines[:half], records[:half], dead, skip_existing
+            ) + self._land(cur, table, lines[half:], records[half:], dead, skip_existing)
+
+    @staticmethod
+    def _copy(cur: Any, target: str, table: str, lines: list[str]) -> None:
+        columns = ", ".join(COLUMNS[table])
+        cur.copy_expert(
+            f"copy {target} ({columns}) from stdin", io.BytesIO("".join(lines).encode())
+        )
+
+    def _copy_skipping_existing(self, cur: Any, table: str, lines: list[str]) -> None:
+        stage = f"pg_temp.stage_{table}"
+        if table not in self._staged:
+            cur.execute(
+                f"create temp table if not exists stage_{table} "
+                f"(like raw.{table} including defaults) on commit delete rows"
+            )
+            self._staged.add(table)
+        cur.execute(f"delete from {stage}")
+        self._copy(cur, stage, table, lines)
+        columns = ", ".join(COLUMNS[table])
+        cur.execute(
+            f"insert into raw.{table} ({columns}) select {columns} from {stage} "
+            "on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing"
+        )
+        self._skipped += len(lines) - cur.rowcount
+
+    @staticmethod
+    def _insert_dead(cur: Any, dead: list[DeadLetter]) -> list[DeadLetter]:
+        """Insert dead letters not yet stored; returns those inserted now."""
+        if not dead:
+            return []
+        rows = [
+            (
+                d.record.topic,
+                d.record.partition,
+                d.record.offset,
+                datetime.fromtimestamp(d.record.timestamp_ms / 1000, UTC),
+                psycopg2.Binary(d.record.key) if d.record.key is not None else None,
+                psycopg2.Binary(d.record.value) if d.record.value is not None else None,
+                d.kind,
+                d.detail,
+            )
+            for d in dead
+        ]
+        inserted = execute_values(cur, _INSERT_DEAD, rows, fetch=True, page_size=len(rows))
+        fresh = {(t, p, o) for t, p, o in inserted}
+        return [d for d in dead if (d.record.topic, d.record.partition, d.record.offset) in fresh]
