@@ -122,7 +122,7 @@ def _test_seconds(result: DbtBuildResult) -> float:
     return sum(n.execution_seconds for n in tests)
 
 
-def _slowest_tests(result: DbtBuildResult, count: int = 5) -> dict[str, float]:
+def _slowest_tests(result: DbtBuildResult, count: int = 10) -> dict[str, float]:
     """Data tests by their readable name (the unique_id's third part, not the hash)."""
     tests = [n for n in result.nodes if n.resource_type == "test"]
     tests.sort(key=lambda n: -n.execution_seconds)

@@ -10,80 +10,74 @@
         ],
     )
 }}
--- Per device and 15-minute window (UTC, aligned to the hour). Incremental: exactly
--- the windows touched by events written to fct_access_events since this model's
--- last run are recomputed from all of their events, however late those arrived.
+-- Per device and 15-minute window (UTC, aligned to the hour): the device's groups in
+-- int_access_events_windowed added up. Incremental: that model rebuilds a touched
+-- device-window whole (all its groups carry the same transformed_at), so the windows
+-- among its rows written since this model's last run are complete and are simply
+-- re-added here - however late their events arrived.
 
 with
 
-{% if is_incremental() %}
+windowed as (
 
-touched_windows as (
-
-    select distinct
-        events.device_id,
-        {{ window_start_15min('events.event_at') }} as window_start_at
-
-    from {{ ref('fct_access_events') }} as events
-    where events.transformed_at > (
+    select int_windows.*
+    from {{ ref('int_access_events_windowed') }} as int_windows
+    {% if is_incremental() %}
+    where int_windows.transformed_at > (
         select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
     )
+    {% endif %}
 
 ),
 
-events as (
+triggers as (
 
     select
-        fct.device_id,
-        touched_windows.window_start_at,
-        fct.event_type,
-        fct.trigger_source,
-        fct.event_at
+        windowed.device_id,
+        windowed.window_start_at,
+        count(distinct trigger_source) as distinct_trigger_count
 
-    from touched_windows
-    inner join {{ ref('fct_access_events') }} as fct
-        on fct.device_id = touched_windows.device_id
-        and fct.event_at >= touched_windows.window_start_at
-        and fct.event_at < touched_windows.window_start_at + interval '15 minutes'
+    from windowed
+    cross join lateral unnest(windowed.trigger_sources) as trigger_source
+    group by 1, 2
 
 ),
 
-{% else %}
-
-events as (
+counts as (
 
     select
-        fct.device_id,
-        {{ window_start_15min('fct.event_at') }} as window_start_at,
-        fct.event_type,
-        fct.trigger_source,
-        fct.event_at
+        windowed.device_id,
+        windowed.window_start_at,
+        sum(windowed.event_count)::bigint as event_count,
+        sum(windowed.open_count)::bigint as open_count,
+        sum(windowed.close_count)::bigint as close_count,
+        sum(windowed.fail_count)::bigint as fail_count,
+        max(windowed.last_event_at) as last_event_at
 
-    from {{ ref('fct_access_events') }} as fct
+    from windowed
+    group by 1, 2
 
 ),
-
-{% endif %}
 
 aggregated as (
 
     select
-        events.device_id,
-        events.window_start_at,
-        events.window_start_at + interval '15 minutes' as window_end_at,
-        count(*) as event_count,
-        count(*) filter (where events.event_type = 'open') as open_count,
-        count(*) filter (where events.event_type = 'close') as close_count,
-        count(*) filter (where events.event_type = 'fail') as fail_count,
-        round(
-            count(*) filter (where events.event_type = 'fail')::numeric / count(*), 6
-        ) as failure_rate,
-        count(distinct events.trigger_source) as distinct_trigger_count,
-        max(events.event_at) as last_event_at,
+        counts.device_id,
+        counts.window_start_at,
+        counts.window_start_at + interval '15 minutes' as window_end_at,
+        counts.event_count,
+        counts.open_count,
+        counts.close_count,
+        counts.fail_count,
+        round(counts.fail_count::numeric / counts.event_count, 6) as failure_rate,
+        triggers.distinct_trigger_count,
+        counts.last_event_at,
         {{ run_started_at_ts() }} as transformed_at
 
-    from events
-    group by events.device_id, events.window_start_at
+    from counts
+    inner join triggers
+        on triggers.device_id = counts.device_id
+        and triggers.window_start_at = counts.window_start_at
 
 )
 

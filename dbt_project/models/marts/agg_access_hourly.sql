@@ -11,73 +11,120 @@
     )
 }}
 -- Hourly rollup by household, region, device type and model (the attributes valid
--- when each event happened; unknown ones read 'unknown'). Incremental per (hour,
--- household): every group of a touched household-hour is rebuilt together, so an
--- event whose device attributes changed leaves its old group too. The unique_key
--- is the delete scope; the grain is unique on all five columns (tested).
+-- when each event happened; unknown ones read 'unknown'), added up from the
+-- 15-minute groups of int_access_events_windowed (windows nest in hours: both are
+-- aligned to UTC hours). Incremental per (hour, household): every group of a touched
+-- household-hour is rebuilt together, so an event whose device attributes changed
+-- leaves its old group too. The unique_key is the delete scope; the grain is unique
+-- on all five columns (tested).
 
 with
+
+windowed as (
+
+    select
+        int_windows.*,
+        {{ hour_start('int_windows.window_start_at') }} as hour_start_at
+    from {{ ref('int_access_events_windowed') }} as int_windows
+
+),
 
 {% if is_incremental() %}
 
 touched as (
 
     select distinct
-        {{ hour_start('events.event_at') }} as hour_start_at,
-        events.household_id
+        windowed.hour_start_at,
+        windowed.household_id
 
-    from {{ ref('fct_access_events') }} as events
-    where events.transformed_at > (
+    from windowed
+    where windowed.transformed_at > (
         select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
     )
 
 ),
 
-events as (
+windows as (
 
-    select fct.*, touched.hour_start_at
+    select windowed.*
     from touched
-    inner join {{ ref('fct_access_events') }} as fct
-        on fct.household_id = touched.household_id
-        and fct.event_at >= touched.hour_start_at
-        and fct.event_at < touched.hour_start_at + interval '1 hour'
+    inner join windowed
+        on windowed.household_id = touched.household_id
+        and windowed.window_start_at >= touched.hour_start_at
+        and windowed.window_start_at < touched.hour_start_at + interval '1 hour'
 
 ),
 
 {% else %}
 
-events as (
+windows as (
 
-    select fct.*, {{ hour_start('fct.event_at') }} as hour_start_at
-    from {{ ref('fct_access_events') }} as fct
+    select * from windowed
 
 ),
 
 {% endif %}
 
+counts as (
+
+    select
+        windows.hour_start_at,
+        windows.household_id,
+        windows.region,
+        windows.device_type,
+        windows.model,
+        sum(windows.event_count)::bigint as event_count,
+        sum(windows.open_count)::bigint as open_count,
+        sum(windows.close_count)::bigint as close_count,
+        sum(windows.fail_count)::bigint as fail_count,
+        count(distinct windows.device_id) as active_device_count
+
+    from windows
+    group by 1, 2, 3, 4, 5
+
+),
+
+triggers as (
+
+    select
+        windows.hour_start_at,
+        windows.household_id,
+        windows.region,
+        windows.device_type,
+        windows.model,
+        array_agg(distinct trigger_source order by trigger_source) as trigger_sources
+
+    from windows
+    cross join lateral unnest(windows.trigger_sources) as trigger_source
+    group by 1, 2, 3, 4, 5
+
+),
+
 aggregated as (
 
     select
-        events.hour_start_at,
-        events.household_id,
-        coalesce(events.region, 'unknown') as region,
-        coalesce(events.device_type, 'unknown') as device_type,
-        coalesce(events.model, 'unknown') as model,
-        count(*) as event_count,
-        count(*) filter (where events.event_type = 'open') as open_count,
-        count(*) filter (where events.event_type = 'close') as close_count,
-        count(*) filter (where events.event_type = 'fail') as fail_count,
-        round(
-            count(*) filter (where events.event_type = 'fail')::numeric / count(*), 6
-        ) as failure_rate,
-        count(distinct events.trigger_source) as distinct_trigger_count,
-        array_agg(distinct events.trigger_source order by events.trigger_source)
-            as trigger_sources,
-        count(distinct events.device_id) as active_device_count,
+        counts.hour_start_at,
+        counts.household_id,
+        counts.region,
+        counts.device_type,
+        counts.model,
+        counts.event_count,
+        counts.open_count,
+        counts.close_count,
+        counts.fail_count,
+        round(counts.fail_count::numeric / counts.event_count, 6) as failure_rate,
+        cardinality(triggers.trigger_sources)::bigint as distinct_trigger_count,
+        triggers.trigger_sources,
+        counts.active_device_count,
         {{ run_started_at_ts() }} as transformed_at
 
-    from events
-    group by 1, 2, 3, 4, 5
+    from counts
+    inner join triggers
+        on triggers.hour_start_at = counts.hour_start_at
+        and triggers.household_id = counts.household_id
+        and triggers.region = counts.region
+        and triggers.device_type = counts.device_type
+        and triggers.model = counts.model
 
 )
 

@@ -7,11 +7,16 @@
         indexes=[
             {'columns': ['event_id'], 'unique': True},
             {'columns': ['device_id', 'event_at']},
-            {'columns': ['household_id', 'event_at']},
             {'columns': ['transformed_at']},
         ],
     )
 }}
+-- Indexes, each paid on every merged row: event_id (the merge key; unique, so
+-- PostgreSQL itself rejects a duplicate event), (device_id, event_at) for the
+-- per-device readers (int_access_events_windowed's and int_door_sessions' touched
+-- windows, device_status_current's last event, the dashboard's device page) and
+-- transformed_at for "rows written since". Nothing reads the fact by household: the
+-- rollups by household come from int_access_events_windowed.
 -- depends_on: {{ ref('stg_smart_access__device_registry') }}
 -- One row per unique access event with the device attributes valid when it happened.
 -- Incremental: events ingested since the newest one already here (minus a lookback
@@ -24,8 +29,10 @@ with
 
 watermark as (
 
-    select coalesce(max(ingested_at), timestamptz '-infinity')
-        - {{ minutes_var('ingest_lookback_minutes') }} as ingested_after
+    select
+        coalesce(max(ingested_at), timestamptz '-infinity') as newest_ingested_at,
+        coalesce(max(ingested_at), timestamptz '-infinity')
+            - {{ minutes_var('ingest_lookback_minutes') }} as ingested_after
     from {{ this }}
 
 ),
@@ -42,16 +49,29 @@ landed_events as (
 -- and rewriting them would cost a full row and index update each for nothing. A
 -- re-read event is written again only when staging now picks another copy of it
 -- (one that landed first but committed after the copy written before).
+-- Only the re-read rows (landed by the fact's newest ingested_at) are looked up: a
+-- staged event landed later cannot be here yet - staging keeps an event's first
+-- landed copy and raw only grows, so any copy written before would have been staged
+-- instead. That saves one random event_id lookup per new event.
 new_events as (
+
+    select landed_events.*
+    from landed_events
+    where landed_events.ingested_at > (select watermark.newest_ingested_at from watermark)
+
+    union all
 
     select landed_events.*
     from landed_events
     left join {{ this }} as existing
         on existing.event_id = landed_events.event_id
-    where existing.event_id is null
-       or (existing.kafka_topic, existing.kafka_partition, existing.kafka_offset)
-        is distinct from
-          (landed_events.kafka_topic, landed_events.kafka_partition, landed_events.kafka_offset)
+    where landed_events.ingested_at <= (select watermark.newest_ingested_at from watermark)
+      and (
+        existing.event_id is null
+        or (existing.kafka_topic, existing.kafka_partition, existing.kafka_offset)
+            is distinct from
+           (landed_events.kafka_topic, landed_events.kafka_partition, landed_events.kafka_offset)
+      )
 
 ),
 
