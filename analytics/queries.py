@@ -12,7 +12,8 @@ Columns relied on (relation: columns)
   event_count, open_count, close_count, fail_count
 - marts.agg_access_hourly (hour x household x region x device type x model):
   hour_start_at, household_id, region, device_type, model, event_count, open_count,
-  close_count, fail_count ('unknown' for attributes the registry does not give)
+  close_count, fail_count, <source>_trigger_count for each of TRIGGER_SOURCES
+  ('unknown' for attributes the registry does not give)
 - marts.agg_access_daily: the same with day_start_at
 - marts.device_status_current: device_id, household_id, region, device_type, model,
   device_status, firmware_version, battery_pct, signal_strength_dbm, is_online,
@@ -34,7 +35,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LOW_BATTERY_PCT", "SORTABLE_DEVICE_COLUMNS", "Query"]
+__all__ = ["LOW_BATTERY_PCT", "SORTABLE_DEVICE_COLUMNS", "TRIGGER_SOURCES", "Query"]
+
+# The event contract's trigger sources (streaming.contracts.TriggerSource), in the
+# order of the dbt macro trigger_sources that gives the rollups their columns.
+TRIGGER_SOURCES = ("app", "keypad", "remote", "schedule", "voice", "auto_close")
 
 # Same threshold as the dbt var `low_battery_pct` (device_status_current, fct_alerts).
 LOW_BATTERY_PCT = 15
@@ -236,24 +241,47 @@ ACTIVITY_BY_TYPE_DAILY = _q(
     """,
 )
 
+# One `<source>_trigger_count` column per trigger source on the hourly and daily
+# rollups (dbt macro trigger_sources); unpivoted like the event types above.
+_SOURCE_VALUES = ", ".join(f"('{s}', {{alias}}.{s}_trigger_count)" for s in TRIGGER_SOURCES)
+
 ACTIVITY_BY_SOURCE = _q(
     "activity_by_source",
-    (FCT_EVENTS,),
+    (AGG_HOURLY,),
     f"""
     select
-        date_bin(cast(:grain as interval), event_at, timestamptz '2000-01-01') as bucket_at,
-        trigger_source,
-        count(*) as events
-    from marts.fct_access_events
-    where event_at >= {_RANGE_START}
-    {
-        _DIMENSION_FILTER.format(
-            region="coalesce(region, 'unknown')",
-            device_type="coalesce(device_type, 'unknown')",
-            model="coalesce(model, 'unknown')",
-        )
-    }
+        date_bin(cast(:grain as interval), h.hour_start_at, timestamptz '2000-01-01')
+            as bucket_at,
+        t.trigger_source,
+        sum(t.events)::bigint as events
+    from marts.agg_access_hourly as h
+    cross join lateral (
+        values {_SOURCE_VALUES.format(alias="h")}
+    ) as t (trigger_source, events)
+    where h.hour_start_at >= {_RANGE_START}
+    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
     group by 1, 2
+    having sum(t.events) > 0
+    order by 1, 2
+    """,
+)
+
+ACTIVITY_BY_SOURCE_DAILY = _q(
+    "activity_by_source_daily",
+    (AGG_DAILY,),
+    f"""
+    select
+        d.day_start_at as bucket_at,
+        t.trigger_source,
+        sum(t.events)::bigint as events
+    from marts.agg_access_daily as d
+    cross join lateral (
+        values {_SOURCE_VALUES.format(alias="d")}
+    ) as t (trigger_source, events)
+    where d.day_start_at >= {_RANGE_START}
+    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
+    group by 1, 2
+    having sum(t.events) > 0
     order by 1, 2
     """,
 )

@@ -67,6 +67,9 @@ create table marts.agg_access_hourly (
     hour_start_at timestamptz not null, household_id text not null, region text not null,
     device_type text not null, model text not null, event_count bigint not null,
     open_count bigint not null, close_count bigint not null, fail_count bigint not null,
+    app_trigger_count bigint not null, keypad_trigger_count bigint not null,
+    remote_trigger_count bigint not null, schedule_trigger_count bigint not null,
+    voice_trigger_count bigint not null, auto_close_trigger_count bigint not null,
     failure_rate numeric, distinct_trigger_count bigint, trigger_sources text[],
     active_device_count bigint, transformed_at timestamptz
 );
@@ -75,6 +78,9 @@ create table marts.agg_access_daily (
     day_start_at timestamptz not null, household_id text not null, region text not null,
     device_type text not null, model text not null, event_count bigint not null,
     open_count bigint not null, close_count bigint not null, fail_count bigint not null,
+    app_trigger_count bigint not null, keypad_trigger_count bigint not null,
+    remote_trigger_count bigint not null, schedule_trigger_count bigint not null,
+    voice_trigger_count bigint not null, auto_close_trigger_count bigint not null,
     failure_rate numeric, distinct_trigger_count bigint, trigger_sources text[],
     transformed_at timestamptz
 );
@@ -377,6 +383,8 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
         for bucket in (w, h, d):
             bucket["event_count"] += 1
             bucket[f"{e['event_type']}_count"] += 1
+        for bucket in (h, d):
+            bucket[f"{e['trigger_source']}_trigger_count"] += 1
     fifteen = [
         {
             "device_id": device,
@@ -400,6 +408,7 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
             "open_count": c["open_count"],
             "close_count": c["close_count"],
             "fail_count": c["fail_count"],
+            **{f"{s}_trigger_count": c[f"{s}_trigger_count"] for s in SOURCES},
         }
         for key, c in hours.items()
     ]
@@ -414,6 +423,7 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
             "open_count": c["open_count"],
             "close_count": c["close_count"],
             "fail_count": c["fail_count"],
+            **{f"{s}_trigger_count": c[f"{s}_trigger_count"] for s in SOURCES},
         }
         for key, c in days.items()
     ]

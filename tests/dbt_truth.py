@@ -6,14 +6,19 @@ applied row by row to the ledger's raw rows (duplicates, late rows and all).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import get_args
+
+from streaming.contracts import TriggerSource
 
 NEG_INF = datetime.min.replace(tzinfo=UTC)
 POS_INF = datetime.max.replace(tzinfo=UTC)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# The event contract's trigger sources: the rollups carry one count column per source.
+TRIGGER_SOURCES: tuple[str, ...] = get_args(TriggerSource)
 
 
 @dataclass(frozen=True)
@@ -194,14 +199,24 @@ class Truth:
             groups[key].append(e)
         return groups
 
+    @staticmethod
+    def _by_source(rows: list[dict]) -> tuple[int, ...]:
+        """Event counts per trigger source, in the order of TRIGGER_SOURCES."""
+        sources = Counter(r["trigger_source"] for r in rows)
+        assert set(sources) <= set(TRIGGER_SOURCES), sources
+        return tuple(sources[s] for s in TRIGGER_SOURCES)
+
     def agg_access_hourly(self) -> set[tuple]:
         return {
-            (*self._counts(key, rows), len({r["device_id"] for r in rows}))
+            (*self._counts(key, rows), len({r["device_id"] for r in rows}), *self._by_source(rows))
             for key, rows in self._grouped(hour).items()
         }
 
     def agg_access_daily(self) -> set[tuple]:
-        return {self._counts(key, rows) for key, rows in self._grouped(day).items()}
+        return {
+            (*self._counts(key, rows), *self._by_source(rows))
+            for key, rows in self._grouped(day).items()
+        }
 
     def fct_device_health_hourly(self) -> set[tuple]:
         groups: dict[tuple, list[dict]] = defaultdict(list)

@@ -12,9 +12,9 @@ from analytics.ui import TIME_ZONE, lookback_select, ready, time_chart
 
 st.title("Activity")
 st.caption(
-    "Event types from `marts.agg_access_hourly` (`agg_access_daily` for 30 days), trigger "
-    "sources from `marts.fct_access_events`; the range starts on a whole hour (day for "
-    f"30 days). Times in {TIME_ZONE}."
+    "Event types and trigger sources from `marts.agg_access_hourly` (`agg_access_daily` "
+    "for 30 days); the range starts on a whole hour (day for 30 days). "
+    f"Times in {TIME_ZONE}."
 )
 
 found = ready(run(q.FILTER_OPTIONS), "the filters")
@@ -52,7 +52,10 @@ def activity() -> None:
         run(q.ACTIVITY_BY_TYPE_DAILY if daily else q.ACTIVITY_BY_TYPE, **params),
         "activity by type",
     )
-    by_source = ready(run(q.ACTIVITY_BY_SOURCE, **params), "activity by trigger source")
+    by_source = ready(
+        run(q.ACTIVITY_BY_SOURCE_DAILY if daily else q.ACTIVITY_BY_SOURCE, **params),
+        "activity by trigger source",
+    )
     if by_type is None or by_source is None:
         return
     total = int(by_type.events.sum()) if not by_type.empty else 0

@@ -153,12 +153,16 @@ MARTS = {
     "agg_access_hourly": (
         "select hour_start_at, household_id, region, device_type, model, event_count,"
         " open_count, close_count, fail_count, failure_rate, distinct_trigger_count,"
-        " active_device_count from marts.agg_access_hourly",
+        " active_device_count, app_trigger_count, keypad_trigger_count, remote_trigger_count,"
+        " schedule_trigger_count, voice_trigger_count, auto_close_trigger_count"
+        " from marts.agg_access_hourly",
         "agg_access_hourly",
     ),
     "agg_access_daily": (
         "select day_start_at, household_id, region, device_type, model, event_count,"
-        " open_count, close_count, fail_count, failure_rate, distinct_trigger_count"
+        " open_count, close_count, fail_count, failure_rate, distinct_trigger_count,"
+        " app_trigger_count, keypad_trigger_count, remote_trigger_count,"
+        " schedule_trigger_count, voice_trigger_count, auto_close_trigger_count"
         " from marts.agg_access_daily",
         "agg_access_daily",
     ),

@@ -14,7 +14,8 @@
 -- Access events counted per device, 15-minute window (UTC, aligned to the hour) and
 -- the attributes the rollups group by: household (as the event reported it), region,
 -- device type and model valid at event time ('unknown' when the registry does not
--- say). Usually one row per device-window; two when the device's registry version
+-- say), and per trigger source (`<source>_trigger_count`, see macro trigger_sources).
+-- Usually one row per device-window; two when the device's registry version
 -- changed inside the window. The marts agg_access_15min / _hourly / _daily are
 -- rollups of this model, so only this one reads fct_access_events.
 -- Incremental: exactly the device-windows touched by events written to the fact
@@ -94,6 +95,10 @@ aggregated as (
         count(*) filter (where events.event_type = 'open') as open_count,
         count(*) filter (where events.event_type = 'close') as close_count,
         count(*) filter (where events.event_type = 'fail') as fail_count,
+        {%- for source in trigger_sources() %}
+        count(*) filter (where events.trigger_source = '{{ source }}')
+            as {{ source }}_trigger_count,
+        {%- endfor %}
         array_agg(distinct events.trigger_source order by events.trigger_source)
             as trigger_sources,
         max(events.event_at) as last_event_at,

@@ -10,7 +10,7 @@
     )
 }}
 -- Daily (UTC) rollup by household, region, device type and model, built from the
--- hourly rollup: counts add up; distinct triggers are the union of the hours'
+-- hourly rollup: counts (per event type and per trigger source) add up; distinct triggers are the union of the hours'
 -- trigger sets. Incremental per touched (day, household), like the hourly one.
 -- active_device_count is not additive across hours, so it is not carried here.
 
@@ -69,7 +69,11 @@ counts as (
         sum(hours.event_count) as event_count,
         sum(hours.open_count) as open_count,
         sum(hours.close_count) as close_count,
-        sum(hours.fail_count) as fail_count
+        sum(hours.fail_count) as fail_count,
+        {%- for source in trigger_sources() %}
+        sum(hours.{{ source }}_trigger_count) as {{ source }}_trigger_count
+            {%- if not loop.last %},{% endif %}
+        {%- endfor %}
 
     from hours
     group by 1, 2, 3, 4, 5
@@ -104,6 +108,9 @@ final as (
         counts.open_count::bigint as open_count,
         counts.close_count::bigint as close_count,
         counts.fail_count::bigint as fail_count,
+        {%- for source in trigger_sources() %}
+        counts.{{ source }}_trigger_count::bigint as {{ source }}_trigger_count,
+        {%- endfor %}
         round(counts.fail_count / counts.event_count, 6) as failure_rate,
         cardinality(triggers.trigger_sources) as distinct_trigger_count,
         triggers.trigger_sources,

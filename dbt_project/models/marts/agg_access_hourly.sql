@@ -15,7 +15,8 @@
 -- 15-minute groups of int_access_events_windowed (windows nest in hours: both are
 -- aligned to UTC hours). Incremental per (hour, household): every group of a touched
 -- household-hour is rebuilt together, so an event whose device attributes changed
--- leaves its old group too. The unique_key is the delete scope; the grain is unique
+-- leaves its old group too. Event counts per trigger source (`<source>_trigger_count`)
+-- feed the dashboard's Activity page, so it never scans the fact. The unique_key is the delete scope; the grain is unique
 -- on all five columns (tested).
 
 with
@@ -77,6 +78,9 @@ counts as (
         sum(windows.open_count)::bigint as open_count,
         sum(windows.close_count)::bigint as close_count,
         sum(windows.fail_count)::bigint as fail_count,
+        {%- for source in trigger_sources() %}
+        sum(windows.{{ source }}_trigger_count)::bigint as {{ source }}_trigger_count,
+        {%- endfor %}
         count(distinct windows.device_id) as active_device_count
 
     from windows
@@ -112,6 +116,9 @@ aggregated as (
         counts.open_count,
         counts.close_count,
         counts.fail_count,
+        {%- for source in trigger_sources() %}
+        counts.{{ source }}_trigger_count,
+        {%- endfor %}
         round(counts.fail_count::numeric / counts.event_count, 6) as failure_rate,
         cardinality(triggers.trigger_sources)::bigint as distinct_trigger_count,
         triggers.trigger_sources,
