@@ -200,90 +200,70 @@ _DIMENSION_FILTER = """
       and (cast(:household_id as text) = '' or household_id = cast(:household_id as text))
 """
 
-ACTIVITY_BY_TYPE = _q(
-    "activity_by_type",
-    (AGG_HOURLY,),
-    f"""
-    select
-        date_bin(cast(:grain as interval), h.hour_start_at, timestamptz '2000-01-01')
-            as bucket_at,
-        t.event_type,
-        sum(t.events)::bigint as events
-    from marts.agg_access_hourly as h
-    cross join lateral (
-        values ('open', h.open_count), ('close', h.close_count), ('fail', h.fail_count)
-    ) as t (event_type, events)
-    where h.hour_start_at >= {_RANGE_START}
-    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
-    group by 1, 2
-    having sum(t.events) > 0
+
+def _activity_series(
+    name: str, relation: str, start_column: str, bucket: str, label: str, counts: dict[str, str]
+) -> Query:
+    """Events per time bucket and `label` from a rollup, for the Activity page.
+
+    Each count column is summed per bucket first and only the bucket sums are
+    unpivoted into (bucket_at, label, events) rows, so a range of many rollup rows
+    costs one pass of plain sums. Buckets with no such events are left out.
+    """
+    sums = ",\n            ".join(f"sum({column}) as {key}" for key, column in counts.items())
+    values = ", ".join(f"('{key}', b.{key})" for key in counts)
+    dimension_filter = _DIMENSION_FILTER.format(
+        region="region", device_type="device_type", model="model"
+    )
+    return _q(
+        name,
+        (relation,),
+        f"""
+    with buckets as (
+        select
+            {bucket} as bucket_at,
+            {sums}
+        from {relation}
+        where {start_column} >= {_RANGE_START}
+        {dimension_filter}
+        group by 1
+    )
+    select b.bucket_at, t.{label}, t.events::bigint as events
+    from buckets as b
+    cross join lateral (values {values}) as t ({label}, events)
+    where t.events > 0
     order by 1, 2
     """,
-)
+    )
 
-ACTIVITY_BY_TYPE_DAILY = _q(
-    "activity_by_type_daily",
-    (AGG_DAILY,),
-    f"""
-    select
-        d.day_start_at as bucket_at,
-        t.event_type,
-        sum(t.events)::bigint as events
-    from marts.agg_access_daily as d
-    cross join lateral (
-        values ('open', d.open_count), ('close', d.close_count), ('fail', d.fail_count)
-    ) as t (event_type, events)
-    where d.day_start_at >= {_RANGE_START}
-    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
-    group by 1, 2
-    having sum(t.events) > 0
-    order by 1, 2
-    """,
-)
 
+_HOUR_BUCKET = "date_bin(cast(:grain as interval), hour_start_at, timestamptz '2000-01-01')"
+_EVENT_TYPES = {"open": "open_count", "close": "close_count", "fail": "fail_count"}
 # One `<source>_trigger_count` column per trigger source on the hourly and daily
-# rollups (dbt macro trigger_sources); unpivoted like the event types above.
-_SOURCE_VALUES = ", ".join(f"('{s}', {{alias}}.{s}_trigger_count)" for s in TRIGGER_SOURCES)
+# rollups (dbt macro trigger_sources).
+_TRIGGER_SOURCES = {source: f"{source}_trigger_count" for source in TRIGGER_SOURCES}
 
-ACTIVITY_BY_SOURCE = _q(
-    "activity_by_source",
-    (AGG_HOURLY,),
-    f"""
-    select
-        date_bin(cast(:grain as interval), h.hour_start_at, timestamptz '2000-01-01')
-            as bucket_at,
-        t.trigger_source,
-        sum(t.events)::bigint as events
-    from marts.agg_access_hourly as h
-    cross join lateral (
-        values {_SOURCE_VALUES.format(alias="h")}
-    ) as t (trigger_source, events)
-    where h.hour_start_at >= {_RANGE_START}
-    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
-    group by 1, 2
-    having sum(t.events) > 0
-    order by 1, 2
-    """,
+ACTIVITY_BY_TYPE = _activity_series(
+    "activity_by_type", AGG_HOURLY, "hour_start_at", _HOUR_BUCKET, "event_type", _EVENT_TYPES
 )
-
-ACTIVITY_BY_SOURCE_DAILY = _q(
+ACTIVITY_BY_TYPE_DAILY = _activity_series(
+    "activity_by_type_daily", AGG_DAILY, "day_start_at", "day_start_at", "event_type", _EVENT_TYPES
+)
+ACTIVITY_BY_SOURCE = _activity_series(
+    "activity_by_source",
+    AGG_HOURLY,
+    "hour_start_at",
+    _HOUR_BUCKET,
+    "trigger_source",
+    _TRIGGER_SOURCES,
+)
+ACTIVITY_BY_SOURCE_DAILY = _activity_series(
     "activity_by_source_daily",
-    (AGG_DAILY,),
-    f"""
-    select
-        d.day_start_at as bucket_at,
-        t.trigger_source,
-        sum(t.events)::bigint as events
-    from marts.agg_access_daily as d
-    cross join lateral (
-        values {_SOURCE_VALUES.format(alias="d")}
-    ) as t (trigger_source, events)
-    where d.day_start_at >= {_RANGE_START}
-    {_DIMENSION_FILTER.format(region="region", device_type="device_type", model="model")}
-    group by 1, 2
-    having sum(t.events) > 0
-    order by 1, 2
-    """,
+    AGG_DAILY,
+    "day_start_at",
+    "day_start_at",
+    "trigger_source",
+    _TRIGGER_SOURCES,
 )
 
 FILTER_OPTIONS = _q(
