@@ -34,6 +34,7 @@ from confluent_kafka import (
 )
 
 from streaming import logs
+from streaming.cli import ArgumentParser
 from streaming.clients import consumer_config, producer_config
 from streaming.contracts import DEFAULT_MAX_BYTES, Invalid, Validator
 from streaming.settings import KafkaSettings, PostgresSettings
@@ -503,14 +504,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        sys.stderr.write(f"error: {message} (see --help)\n")
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m streaming.consumer",
         description="Land the smart-access topics in PostgreSQL exactly once.",
     )

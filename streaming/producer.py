@@ -14,7 +14,6 @@ import secrets
 import signal
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -22,6 +21,7 @@ from typing import IO, Any
 from confluent_kafka import KafkaError, Producer
 
 from streaming import logs
+from streaming.cli import ArgumentParser, iso_timestamp, number
 from streaming.clients import producer_config
 from streaming.settings import KafkaSettings
 from streaming.simulator import Message, Simulator, SimulatorConfig
@@ -31,58 +31,26 @@ __all__ = ["main", "run"]
 logger = logging.getLogger(__name__)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        sys.stderr.write(f"error: {message} (see --help)\n")
-        raise SystemExit(2)
-
-
-def _number(kind: type, low: float, high: float | None = None, strict: bool = False) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if value < low or (strict and value == low) or (high is not None and value > high):
-            bound = f"> {low}" if strict else f">= {low}"
-            if high is not None:
-                bound += f" and <= {high}"
-            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
-        return value
-
-    return parse
-
-
-def _iso(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 timestamp") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. {text}+00:00")
-    return moment
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m streaming.producer",
         description="Simulate a fleet of smart-access devices and send its messages to Kafka.",
     )
     p.add_argument(
         "--rate",
-        type=_number(float, 0, strict=True),
+        type=number(float, 0, strict=True),
         default=50.0,
         help="messages per second (default 50)",
     )
-    p.add_argument("--households", type=_number(int, 1), default=100, help="default 100")
-    p.add_argument("--devices-per-household", type=_number(int, 1, 20), default=3, help="default 3")
+    p.add_argument("--households", type=number(int, 1), default=100, help="default 100")
+    p.add_argument("--devices-per-household", type=number(int, 1, 20), default=3, help="default 3")
     p.add_argument(
-        "--duration", type=_number(float, 0, strict=True), help="stop after this many seconds"
+        "--duration", type=number(float, 0, strict=True), help="stop after this many seconds"
     )
-    p.add_argument("--count", type=_number(int, 1), help="stop after this many messages")
+    p.add_argument("--count", type=number(int, 1), help="stop after this many messages")
     p.add_argument(
         "--burst",
-        type=_number(int, 1),
+        type=number(int, 1),
         default=1,
         help="send N messages back to back, then pause to keep the average rate",
     )
@@ -90,29 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="same seed (and --start), same messages (default: a random seed)"
     )
     p.add_argument(
-        "--start", type=_iso, help="simulated clock start (ISO-8601 with offset; default now)"
+        "--start",
+        type=iso_timestamp,
+        help="simulated clock start (ISO-8601 with offset; default now)",
     )
     p.add_argument(
         "--invalid-ratio",
-        type=_number(float, 0, 1),
+        type=number(float, 0, 1),
         default=0.0,
         help="share of messages made invalid on purpose (default 0)",
     )
     p.add_argument(
         "--duplicate-ratio",
-        type=_number(float, 0, 1),
+        type=number(float, 0, 1),
         default=0.0,
         help="share of access events sent twice (default 0)",
     )
     p.add_argument(
         "--late-ratio",
-        type=_number(float, 0, 1),
+        type=number(float, 0, 1),
         default=0.0,
         help="share of access events with an old event_ts (default 0)",
     )
     p.add_argument(
         "--max-lateness",
-        type=_number(float, 0, strict=True),
+        type=number(float, 0, strict=True),
         default=3600.0,
         help="seconds a late event may lag behind at most (default 3600)",
     )

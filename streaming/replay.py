@@ -21,13 +21,13 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streaming import logs
+from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.settings import KafkaSettings, PostgresSettings
 from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES
 
@@ -151,24 +151,8 @@ def stored_positions(dsn: str, group: str) -> dict[tuple[str, int], int]:
         conn.close()
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
-        sys.stderr.write(f"error: {message} (see --help)\n")
-        raise SystemExit(2)
-
-
-def _iso(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 timestamp") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. {text}+00:00")
-    return moment
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m streaming.replay",
         description="Rewind the sink's stored positions so the consumer re-reads; "
         "rows already landed are skipped, never duplicated.",
@@ -176,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     start = p.add_mutually_exclusive_group(required=True)
     start.add_argument(
         "--from-timestamp",
-        type=_iso,
+        type=iso_timestamp,
         metavar="ISO",
         help="re-read records with a Kafka timestamp at or after this moment",
     )
