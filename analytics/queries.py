@@ -83,8 +83,29 @@ _WINDOW_NOW = "date_bin(interval '15 minutes', now(), timestamptz '2000-01-01')"
 
 # --- Overview --------------------------------------------------------------------
 
-# The 15-minute figures read the two newest whole windows of agg_access_15min; the
-# 24-hour ones the 48 newest whole hours of the much smaller hourly rollup.
+# Every KPI counts whole 15-minute windows, so the 15-minute and 24-hour figures end
+# at the same moment W (the start of the current window). The last 24 hours are
+# [W - 24 h, W): the whole hours in between from the much smaller hourly rollup and
+# the ragged ends (at most 3 windows each side) from agg_access_15min. The previous
+# period is the same shape one day earlier.
+_HOUR_NOW = f"date_trunc('hour', {_WINDOW_NOW})"
+
+
+def _day_sum(column: str, days_back: int) -> str:
+    shift = f"interval '{24 * days_back} hours'"
+    return f"""(
+        coalesce((select sum(w.{column}) from marts.agg_access_15min as w
+                  where w.window_start_at >= {_WINDOW_NOW} - {shift} - interval '24 hours'
+                    and w.window_start_at < {_HOUR_NOW} - {shift} - interval '23 hours'), 0)
+      + coalesce((select sum(h.{column}) from marts.agg_access_hourly as h
+                  where h.hour_start_at >= {_HOUR_NOW} - {shift} - interval '23 hours'
+                    and h.hour_start_at < {_HOUR_NOW} - {shift}), 0)
+      + coalesce((select sum(w.{column}) from marts.agg_access_15min as w
+                  where w.window_start_at >= {_HOUR_NOW} - {shift}
+                    and w.window_start_at < {_WINDOW_NOW} - {shift}), 0)
+    )"""
+
+
 EVENT_KPIS = _q(
     "event_kpis",
     (AGG_15MIN, AGG_HOURLY),
@@ -100,26 +121,14 @@ EVENT_KPIS = _q(
         from marts.agg_access_15min as w
         where w.window_start_at >= {_WINDOW_NOW} - interval '30 minutes'
           and w.window_start_at < {_WINDOW_NOW}
-    ),
-    hours as (
-        select
-            coalesce(sum(h.event_count) filter (
-                where h.hour_start_at >= date_trunc('hour', now()) - interval '24 hours'), 0)
-                as events_24h,
-            coalesce(sum(h.event_count) filter (
-                where h.hour_start_at < date_trunc('hour', now()) - interval '24 hours'), 0)
-                as events_24h_prev,
-            coalesce(sum(h.fail_count) filter (
-                where h.hour_start_at >= date_trunc('hour', now()) - interval '24 hours'), 0)
-                as failures_24h,
-            coalesce(sum(h.fail_count) filter (
-                where h.hour_start_at < date_trunc('hour', now()) - interval '24 hours'), 0)
-                as failures_24h_prev
-        from marts.agg_access_hourly as h
-        where h.hour_start_at >= date_trunc('hour', now()) - interval '48 hours'
-          and h.hour_start_at < date_trunc('hour', now())
     )
-    select windows.*, hours.* from windows cross join hours
+    select
+        windows.*,
+        {_day_sum("event_count", 0)} as events_24h,
+        {_day_sum("event_count", 1)} as events_24h_prev,
+        {_day_sum("fail_count", 0)} as failures_24h,
+        {_day_sum("fail_count", 1)} as failures_24h_prev
+    from windows
     """,
 )
 

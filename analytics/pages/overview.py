@@ -38,7 +38,10 @@ def overview() -> None:
             "Events (24 h)",
             as_int(e.events_24h),
             delta(e.events_24h, e.events_24h_prev),
-            help="Access events in the last 24 whole hours, against the 24 hours before.",
+            help=(
+                "Access events in the 24 hours up to the current 15-minute window, "
+                "against the 24 hours before."
+            ),
         )
         rate = 100.0 * e.failures_24h / e.events_24h if e.events_24h else 0.0
         prev = 100.0 * e.failures_24h_prev / e.events_24h_prev if e.events_24h_prev else None
