@@ -45,7 +45,7 @@ __all__ = ["DeadLetterQueue", "SinkConsumer", "main"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = 20_000
 DEFAULT_BATCH_TIMEOUT = 0.25
 _PG_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError)
 _AUTH_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
