@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from streamlit.testing.v1 import AppTest
 
 from stack.config import REPO_ROOT
@@ -58,3 +60,22 @@ def texts(at: AppTest) -> str:
     for kind in (at.info, at.success, at.warning, at.error, at.caption, at.markdown):
         parts += [str(e.value) for e in kind]
     return "\n".join(parts)
+
+
+def commit_group_offsets(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
+    """Commit a consumer group's offsets; a fresh broker may still be electing the
+    group coordinator, so the commit is retried for up to 30 s."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        for attempt in range(30):
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
+    finally:
+        consumer.close()

@@ -19,13 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 
 from analytics import queries as q
 from stack.config import REPO_ROOT
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres, free_port
 from stack.services import streamlit_command
 from streaming.topics import DLQ, EVENTS
+from tests.apptest_support import commit_group_offsets
 from tests.dashboard_seed import Seed, seeded_database
 
 pytestmark = pytest.mark.e2e
@@ -62,21 +63,6 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"app on :{port} not healthy after 90 s; see {log}")
 
 
-def _commit_group(kafka: EphemeralKafka, offsets: list[TopicPartition]) -> None:
-    consumer = Consumer({**kafka.client_config(), "group.id": GROUP, "enable.auto.commit": False})
-    try:
-        for attempt in range(30):
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-                return
-            except KafkaException:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
-    finally:
-        consumer.close()
-
-
 @pytest.fixture(scope="module")
 def apps(pg: EphemeralPostgres, kafka: EphemeralKafka) -> Iterator[dict[str, object]]:
     seed = seeded_database(pg)
@@ -88,7 +74,7 @@ def apps(pg: EphemeralPostgres, kafka: EphemeralKafka) -> Iterator[dict[str, obj
         DLQ, key="dev-e2e", value=b"{not json", headers=[("error_kind", b"invalid_json")]
     )
     assert producer.flush(30) == 0
-    _commit_group(kafka, [TopicPartition(EVENTS, 0, 1)])
+    commit_group_offsets(kafka.bootstrap, GROUP, [TopicPartition(EVENTS, 0, 1)])
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from analytics.kafka_ui import inspector
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
 from streaming.topics import DLQ
-from tests.apptest_support import KAFKA_UI, frame_with, metrics, open_page, rerun, texts
+from tests.apptest_support import (
+    KAFKA_UI,
+    commit_group_offsets,
+    frame_with,
+    metrics,
+    open_page,
+    rerun,
+    texts,
+)
 from tests.dashboard_seed import seeded_database
 
 RUN = uuid.uuid4().hex[:8]
@@ -23,22 +30,6 @@ COMPACTED = f"inspector-compacted-{RUN}"
 GROUP = f"inspector-group-{RUN}"
 PER_PARTITION = {0: 12, 1: 5, 2: 0}  # records produced into each partition of TOPIC
 COMMITTED = {0: 4, 1: 5}  # the group's committed offsets: lag 8 on p0, 0 on p1
-
-
-def _commit(kafka: EphemeralKafka, offsets: list[TopicPartition]) -> None:
-    """Commit the group's offsets; a fresh broker may still be electing the coordinator."""
-    consumer = Consumer({**kafka.client_config(), "group.id": GROUP, "enable.auto.commit": False})
-    try:
-        for attempt in range(30):
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-                return
-            except KafkaException:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
-    finally:
-        consumer.close()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +65,8 @@ def seeded(kafka: EphemeralKafka) -> dict[str, object]:
             headers=[("error_kind", kind.encode()), ("error_detail", f"detail of {kind}".encode())],
         )
     assert producer.flush(30) == 0
-    _commit(kafka, [TopicPartition(TOPIC, p, o) for p, o in COMMITTED.items()])
+    committed = [TopicPartition(TOPIC, p, o) for p, o in COMMITTED.items()]
+    commit_group_offsets(kafka.bootstrap, GROUP, committed)
     return {"dlq_keys": dlq_keys}
 
 
