@@ -17,11 +17,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import psycopg2
 from confluent_kafka import (
@@ -34,14 +34,21 @@ from confluent_kafka import (
 )
 
 from streaming import logs
-from streaming.cli import ArgumentParser
+from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.clients import consumer_config, producer_config
-from streaming.contracts import DEFAULT_MAX_BYTES, Invalid, Validator
+from streaming.contracts import DEFAULT_MAX_BYTES, DEFAULT_MIN_TIMESTAMP, Invalid, Validator
 from streaming.settings import KafkaSettings, PostgresSettings
 from streaming.sink import Batch, BatchResult, DeadLetter, PostgresSink, Record
 from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DLQ
 
-__all__ = ["DeadLetterQueue", "SinkConsumer", "main"]
+__all__ = [
+    "DeadLetterQueue",
+    "SinkConsumer",
+    "absorb_record",
+    "caused_by_record",
+    "dlq_copy",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,56 +62,111 @@ class DeadLetterQueueUnavailable(RuntimeError):
     """The DLQ topic did not acknowledge the batch's dead letters in time."""
 
 
+# What a DLQ copy's key and value may take together. The producer refuses messages
+# over its message.max.bytes (1 000 000) and the broker over the topic's
+# max.message.bytes (1 048 588); headers and record overhead need the rest.
+DLQ_MAX_COPY_BYTES: Final = 900_000
+
+
+def dlq_copy(
+    letter: DeadLetter, limit: int = DLQ_MAX_COPY_BYTES
+) -> tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]:
+    """Key, value and headers of a dead letter's DLQ copy, bounded to `limit` bytes of
+    key and value; a truncated copy says so in `payload_truncated` (the original size),
+    and `raw.dead_letters` keeps the full bytes."""
+    rec = letter.record
+    key, value = rec.key, rec.value
+    headers: list[tuple[str, str | bytes | None]] = [
+        ("error_kind", letter.kind.encode()),
+        ("error_detail", letter.detail.encode("utf-8", "replace")),
+        ("source_topic", rec.topic.encode()),
+        ("source_partition", str(rec.partition).encode()),
+        ("source_offset", str(rec.offset).encode()),
+        ("source_timestamp_ms", str(rec.timestamp_ms).encode()),
+        ("consumer_group", CONSUMER_GROUP.encode()),
+    ]
+    if key is not None and len(key) > limit // 8:
+        headers.append(("key_truncated", str(len(key)).encode()))
+        key = key[: limit // 8]
+    room = limit - (len(key) if key is not None else 0)
+    if value is not None and len(value) > room:
+        headers.append(("payload_truncated", str(len(value)).encode()))
+        value = value[:room]
+    return key, value, headers
+
+
 class DeadLetterQueue:
     """Copies dead letters to `smart-access.dlq` with the reason in headers.
 
     Called inside the batch transaction, before COMMIT: a failure rolls the batch
     back. A crash between the flush and the COMMIT can repeat a DLQ message, so the
-    topic is at-least-once; `raw.dead_letters` is the exactly-once record.
+    topic is at-least-once; `raw.dead_letters` is the exactly-once record. A copy
+    never exceeds what the topic takes: larger payloads are truncated (see `dlq_copy`).
     """
 
     def __init__(
-        self, kafka: KafkaSettings, client_id: str, topic: str = DLQ, timeout: float = 15.0
+        self,
+        kafka: KafkaSettings,
+        client_id: str,
+        topic: str = DLQ,
+        timeout: float = 15.0,
+        max_copy_bytes: int = DLQ_MAX_COPY_BYTES,
     ) -> None:
         self.topic = topic
         self.producer = Producer(producer_config(kafka, f"{client_id}-dlq", **{"linger.ms": 5}))
         self.timeout = timeout
-        self._failures = 0
+        self.max_copy_bytes = max_copy_bytes
+        self._failures: list[tuple[DeadLetter, KafkaError]] = []
 
-    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            self._failures += 1
+    def _produce(self, letter: DeadLetter, limit: int) -> None:
+        key, value, headers = dlq_copy(letter, limit)
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                self._failures.append((letter, err))
+
+        while True:
+            try:
+                self.producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    if limit <= 1024:
+                        raise DeadLetterQueueUnavailable(
+                            f"{self.topic} refuses even a 1 KiB copy: {err.str()}"
+                        ) from exc
+                    limit = 1024  # headers are bounded: a 1 KiB body always fits
+                    key, value, headers = dlq_copy(letter, limit)
+                    continue
+                raise DeadLetterQueueUnavailable(f"{self.topic}: {exc}") from exc
 
     def __call__(self, letters: Sequence[DeadLetter]) -> None:
-        self._failures = 0
+        self._failures = []
         for letter in letters:
-            rec = letter.record
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("error_kind", letter.kind.encode()),
-                ("error_detail", letter.detail.encode()),
-                ("source_topic", rec.topic.encode()),
-                ("source_partition", str(rec.partition).encode()),
-                ("source_offset", str(rec.offset).encode()),
-                ("source_timestamp_ms", str(rec.timestamp_ms).encode()),
-                ("consumer_group", CONSUMER_GROUP.encode()),
-            ]
-            while True:
-                try:
-                    self.producer.produce(
-                        self.topic,
-                        value=rec.value,
-                        key=rec.key,
-                        headers=headers,
-                        on_delivery=self._delivered,
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
+            self._produce(letter, self.max_copy_bytes)
         remaining = self.producer.flush(self.timeout)
+        # the broker may take less than the client (a smaller max.message.bytes on the
+        # topic): send those copies again with a 1 KiB body
+        oversized = [
+            letter
+            for letter, err in self._failures
+            if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE)
+        ]
+        if oversized and not remaining and len(oversized) == len(self._failures):
+            self._failures = []
+            for letter in oversized:
+                self._produce(letter, 1024)
+            remaining = self.producer.flush(self.timeout)
         if remaining or self._failures:
             raise DeadLetterQueueUnavailable(
                 f"{remaining} dead letters not acknowledged by {self.topic}, "
-                f"{self._failures} failed"
+                f"{len(self._failures)} failed"
+                + (f" ({self._failures[0][1].str()})" if self._failures else "")
             )
 
     def close(self) -> None:
@@ -125,6 +187,7 @@ class SinkConsumer:
         batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
         max_message_bytes: int = DEFAULT_MAX_BYTES,
         max_skew: timedelta = timedelta(minutes=5),
+        min_timestamp: datetime = DEFAULT_MIN_TIMESTAMP,
         max_backoff: float = 30.0,
         consumer_overrides: dict[str, Any] | None = None,
         synchronous_commit: bool = False,
@@ -136,7 +199,9 @@ class SinkConsumer:
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.max_backoff = max_backoff
-        self.validator = Validator(max_bytes=max_message_bytes, max_skew=max_skew)
+        self.validator = Validator(
+            max_bytes=max_message_bytes, max_skew=max_skew, min_timestamp=min_timestamp
+        )
         self.sink = PostgresSink(postgres_dsn, group, self.client_id, synchronous_commit)
         self.dlq = DeadLetterQueue(kafka, self.client_id, topic=topic_prefix + DLQ)
         self.consumer = Consumer(
@@ -336,23 +401,15 @@ class SinkConsumer:
                 if err.code() != KafkaError._PARTITION_EOF:
                     self._kafka_error(err)
                 continue
-            topic = msg.topic()[cut:]
-            value = msg.value()
-            key = msg.key()
-            raw = Record(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1], key, value)
-            try:
-                key_text = None if key is None else key.decode()
-            except UnicodeDecodeError:
-                batch.add_invalid(raw, topic, Invalid("invalid_key", "message key is not UTF-8"))
-                continue
-            if key_text is not None and "\x00" in key_text:
-                batch.add_invalid(raw, topic, Invalid("invalid_key", "message key contains U+0000"))
-                continue
-            result = validate(topic, value, now)
-            if type(result) is Invalid:
-                batch.add_invalid(raw, topic, result)
-            else:
-                batch.add_valid(result, raw, topic, key_text)  # type: ignore[arg-type]
+            raw = Record(
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                msg.timestamp()[1],
+                msg.key(),
+                msg.value(),
+            )
+            absorb_record(batch, validate, raw, msg.topic()[cut:], now)
 
     def _lag(self, batch: Batch) -> int | None:
         total = 0
@@ -380,7 +437,70 @@ class SinkConsumer:
             return
         batch.consumer_lag = self._lag(batch)
         self.batch = None
-        self._inflight = (batch, self._writer.submit(self.sink.write, batch, self.dlq))
+        self._inflight = (batch, self._writer.submit(self._write_quarantining, batch))
+
+    # --- landing, with quarantine of the records that make a batch fail --------------
+    def _write_quarantining(self, batch: Batch) -> BatchResult:
+        """Land the batch; if it fails twice for a reason its records explain, bisect it
+        into smaller transactions until the offending records are isolated, and
+        dead-letter those. Infrastructure errors propagate (the caller pauses)."""
+        for attempt in (1, 2):
+            try:
+                return self.sink.write(batch, self.dlq)
+            except Exception as exc:
+                if not caused_by_record(exc):
+                    raise
+                logger.warning(
+                    "batch of %d records failed (%s: %s)%s",
+                    batch.size,
+                    type(exc).__name__,
+                    _one_line(exc),
+                    "; retrying once" if attempt == 1 else "; isolating the records that cause it",
+                )
+                failure = exc
+        return self._bisect(batch, failure)
+
+    def _bisect(self, batch: Batch, failure: Exception) -> BatchResult:
+        if batch.size == 1:
+            return self._quarantine(batch, failure)
+        results = []
+        for half in batch.split():
+            try:
+                results.append(self.sink.write(half, self.dlq))
+            except Exception as exc:
+                if not caused_by_record(exc):
+                    raise
+                results.append(self._bisect(half, exc))
+        return results[0] + results[1]
+
+    def _quarantine(self, batch: Batch, failure: Exception) -> BatchResult:
+        """Dead-letter the one record whose landing fails, with what failed."""
+        ((raw, topic, letter),) = batch.records_in_order()
+        detail = f"{type(failure).__name__}: {_one_line(failure)}"
+        if isinstance(failure, psycopg2.Error) and failure.pgcode:
+            detail = f"{failure.pgcode}: {_one_line(failure)}"
+        kind = "db_rejected" if isinstance(failure, psycopg2.Error) else "sink_error"
+        if letter is not None:  # already a dead letter: its DLQ copy or row failed
+            kind, detail = letter.kind, f"{letter.detail} (then {detail})"
+        logger.error(
+            "%s[%s]@%s quarantined as %s: %s", raw.topic, raw.partition, raw.offset, kind, detail
+        )
+        single = Batch(started_at=batch.started_at, started_monotonic=batch.started_monotonic)
+        single.add_invalid(raw, topic, Invalid(kind, detail))
+        try:
+            return self.sink.write(single, self.dlq)
+        except Exception as exc:
+            if not caused_by_record(exc):
+                raise
+            # the DLQ copy itself is what fails: keep the exactly-once record in raw
+            logger.error(
+                "%s[%s]@%s: DLQ copy failed (%s); stored in raw.dead_letters only",
+                raw.topic,
+                raw.partition,
+                raw.offset,
+                _one_line(exc),
+            )
+            return self.sink.write(single, None)
 
     def _settle(self, retry: bool) -> bool:
         """Wait for the batch being written; False if it failed (positions are rewound
@@ -391,13 +511,18 @@ class SinkConsumer:
         self._inflight = None
         try:
             result = future.result()
-        except (*_PG_DOWN, DeadLetterQueueUnavailable) as exc:
+        except Exception as exc:
             if isinstance(exc, _PG_DOWN):
                 self._raise_if_config_error(exc)
             self.batch = None
             self.need_rewind = True
             self._pause()
-            what = "PostgreSQL" if isinstance(exc, _PG_DOWN) else "the DLQ topic"
+            if isinstance(exc, _PG_DOWN):
+                what = "PostgreSQL"
+            elif isinstance(exc, DeadLetterQueueUnavailable | KafkaException):
+                what = "the DLQ topic"
+            else:  # privileges, a missing table: the database is not as migrations left it
+                what = f"PostgreSQL refused the batch ({type(exc).__name__}), so it is"
             logger.warning(
                 "batch of %d records not landed: %s unavailable (%s); positions not advanced, "
                 "consumption paused, retrying in %.1fs",
@@ -485,6 +610,52 @@ class SinkConsumer:
             self._last_report = now
 
 
+def absorb_record(
+    batch: Batch,
+    validate: Callable[[str, bytes | None, datetime], Any],
+    raw: Record,
+    topic: str,
+    now: datetime,
+) -> None:
+    """Add one consumed record to the batch, valid or dead-lettered; never raises for
+    anything the record holds (an unforeseen error dead-letters it as `unprocessable`)."""
+    try:
+        key = raw.key
+        try:
+            key_text = None if key is None else key.decode()
+        except UnicodeDecodeError:
+            batch.add_invalid(raw, topic, Invalid("invalid_key", "message key is not UTF-8"))
+            return
+        if key_text is not None and "\x00" in key_text:
+            batch.add_invalid(raw, topic, Invalid("invalid_key", "message key contains U+0000"))
+            return
+        result = validate(topic, raw.value, now)
+        if type(result) is Invalid:
+            batch.add_invalid(raw, topic, result)
+        else:
+            batch.add_valid(result, raw, topic, key_text)
+    except Exception as exc:
+        logger.exception("%s[%s]@%s could not be processed", raw.topic, raw.partition, raw.offset)
+        batch.add_invalid(
+            raw, topic, Invalid("unprocessable", f"{type(exc).__name__}: {_one_line(exc)}")
+        )
+
+
+def caused_by_record(exc: BaseException) -> bool:
+    """True when a failed batch write is explained by what a record holds (bad data:
+    bisect and quarantine), False for infrastructure (connection, disk, privileges,
+    the DLQ topic: pause and retry with backoff)."""
+    if isinstance(exc, DeadLetterQueueUnavailable | KafkaException):
+        return False
+    if isinstance(exc, psycopg2.Error):
+        code = exc.pgcode or ""
+        if code:
+            # 22: data exception, 23: integrity violation, 54: program limit exceeded
+            return code[:2] in ("22", "23", "54")
+        return isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError)
+    return isinstance(exc, Exception)  # a Python error while encoding the record's rows
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -548,6 +719,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a timestamp may lie in the future (default 300)",
     )
     parser.add_argument(
+        "--min-timestamp",
+        type=iso_timestamp,
+        default=DEFAULT_MIN_TIMESTAMP,
+        metavar="ISO",
+        help="device timestamps before this are dead-lettered as implausible_timestamp "
+        f"(default {DEFAULT_MIN_TIMESTAMP.date().isoformat()})",
+    )
+    parser.add_argument(
         "--synchronous-commit",
         choices=["on", "off"],
         default="off",
@@ -579,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_timeout=args.batch_timeout,
         max_message_bytes=args.max_message_bytes,
         max_skew=timedelta(seconds=args.max_skew),
+        min_timestamp=args.min_timestamp,
         synchronous_commit=args.synchronous_commit == "on",
     )
     signal.signal(signal.SIGTERM, consumer.request_stop)

@@ -17,7 +17,7 @@ import re
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import available_timezones
@@ -29,7 +29,9 @@ from streaming.topics import DEVICES, EVENTS, HEALTH
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_SKEW",
+    "DEFAULT_MIN_TIMESTAMP",
     "ERROR_KINDS",
+    "MAX_UTC_OFFSET",
     "SCHEMA_DIR",
     "AccessEvent",
     "Contract",
@@ -43,6 +45,10 @@ __all__ = [
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 DEFAULT_MAX_BYTES: Final = 16 * 1024
 DEFAULT_MAX_SKEW: Final = timedelta(minutes=5)
+# Device clocks before this are implausible (a reset RTC reports 1970 or 1900).
+DEFAULT_MIN_TIMESTAMP: Final = datetime(2000, 1, 1, tzinfo=UTC)
+# PostgreSQL's timestamptz input refuses offsets of 16 hours or more (ISO-8601 allows 23:59).
+MAX_UTC_OFFSET: Final = timedelta(hours=15, minutes=59)
 
 # Every reason a record can be dead-lettered for; `raw.dead_letters.error_kind`.
 ERROR_KINDS: Final = (
@@ -59,9 +65,12 @@ ERROR_KINDS: Final = (
     "rule_violation",  # a cross-field rule (fail without failure_reason, ...)
     "nul_character",  # text carries U+0000, which PostgreSQL text cannot store
     "future_timestamp",  # a timestamp further in the future than the allowed skew
+    "implausible_timestamp",  # a timestamp before the plausibility floor (default 2000-01-01)
     "invalid_key",  # message key is not UTF-8 text (the contract keys by device_id)
     "unknown_topic",  # record from a topic without a contract
     "db_rejected",  # the validator let it through but PostgreSQL refused the row
+    "sink_error",  # landing the record failed for a reason of its own outside PostgreSQL
+    "unprocessable",  # the consumer could not process the record (an unforeseen error)
 )
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -216,15 +225,22 @@ class Validator:
     """Decode and validate records of the three data topics.
 
     `validate` returns a contract struct or an `Invalid`; it never raises for bad
-    input. `max_bytes` caps a payload's size, `max_skew` how far in the future a
-    device clock may run.
+    input, and accepts nothing PostgreSQL would refuse to store. `max_bytes` caps a
+    payload's size, `max_skew` how far in the future a device clock may run and
+    `min_timestamp` how far in the past (older moments are `implausible_timestamp`).
     """
 
     def __init__(
-        self, max_bytes: int = DEFAULT_MAX_BYTES, max_skew: timedelta = DEFAULT_MAX_SKEW
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
+        min_timestamp: datetime = DEFAULT_MIN_TIMESTAMP,
     ) -> None:
+        if min_timestamp.tzinfo is None:
+            raise ValueError("min_timestamp must carry a time zone")
         self.max_bytes = max_bytes
         self.max_skew = max_skew
+        self.min_timestamp = min_timestamp
         self._decoders = {topic: msgspec.json.Decoder(cls) for topic, cls in CONTRACTS.items()}
 
     def validate(self, topic: str, value: bytes | None, now: datetime) -> Contract | Invalid:
@@ -253,6 +269,19 @@ class Validator:
         limit = now + self.max_skew
         for name in _TIME_FIELDS[type(record)]:
             moment = getattr(record, name)
+            offset = moment.utcoffset()
+            if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+                return Invalid(
+                    "out_of_range",
+                    f"{name} has the UTC offset {_offset_text(offset)}; PostgreSQL stores "
+                    "offsets up to ±15:59 (send UTC, e.g. ...Z)",
+                )
+            if moment < self.min_timestamp:
+                return Invalid(
+                    "implausible_timestamp",
+                    f"{name} {moment.isoformat()} is before {self.min_timestamp.isoformat()} "
+                    "(a device clock that was never set?)",
+                )
             if moment > limit:
                 return Invalid(
                     "future_timestamp",
@@ -272,6 +301,13 @@ class Validator:
         if isinstance(exc, UnicodeDecodeError):
             return Invalid("not_utf8", str(exc))
         return Invalid("not_json", str(exc))
+
+
+def _offset_text(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{rest:02d}"
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -42,6 +42,7 @@ __all__ = [
     "PostgresSink",
     "Record",
     "copy_line",
+    "kafka_datetime",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,11 +112,25 @@ def _text(value: str | None) -> str:
 _second_cache: dict[int, str] = {}
 
 
+# Kafka record timestamps are set by producers; outside this range they are stored as NULL.
+_KAFKA_TIME_MIN_MS: Final = 0
+_KAFKA_TIME_MAX_MS: Final = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+
+
+def kafka_datetime(ms: int) -> datetime | None:
+    """Kafka's epoch milliseconds as a datetime; None when absent (-1) or out of range."""
+    if not _KAFKA_TIME_MIN_MS <= ms <= _KAFKA_TIME_MAX_MS:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def kafka_time(ms: int) -> str:
     """Kafka's epoch milliseconds as timestamptz text, cheap for runs of one second."""
     seconds, millis = divmod(ms, 1000)
     prefix = _second_cache.get(seconds)
     if prefix is None:
+        if not _KAFKA_TIME_MIN_MS <= ms <= _KAFKA_TIME_MAX_MS:
+            return "\\N"
         if len(_second_cache) > 4096:
             _second_cache.clear()
         prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -197,11 +212,19 @@ class Batch:
     valid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     kafka_timestamps: list[int] = field(default_factory=list)
+    # event_ts of each access-event line, in the order of lines["access_events"]
+    event_times: list[datetime] = field(default_factory=list)
     bytes: int = 0
-    min_event_at: datetime | None = None
-    max_event_at: datetime | None = None
     consumer_lag: int | None = None
     size: int = 0
+
+    @property
+    def min_event_at(self) -> datetime | None:
+        return min(self.event_times) if self.event_times else None
+
+    @property
+    def max_event_at(self) -> datetime | None:
+        return max(self.event_times) if self.event_times else None
 
     def add_valid(
         self,
@@ -212,17 +235,16 @@ class Batch:
     ) -> None:
         """`contract_topic` is the topic's name in the contract (without any prefix)."""
         table = TABLES[contract_topic]
-        self.lines[table].append(
-            copy_line(record, raw.topic, raw.partition, raw.offset, raw.timestamp_ms, key)
-        )
+        line = copy_line(record, raw.topic, raw.partition, raw.offset, raw.timestamp_ms, key)
+        moment = record.event_ts if type(record) is AccessEvent else None
+        self._add_line(table, line, raw, moment)
+
+    def _add_line(self, table: str, line: str, raw: Record, moment: datetime | None) -> None:
+        self.lines[table].append(line)
         self.records[table].append(raw)
-        self.valid[contract_topic] += 1
-        if type(record) is AccessEvent:
-            moment = record.event_ts
-            if self.min_event_at is None or moment < self.min_event_at:
-                self.min_event_at = moment
-            if self.max_event_at is None or moment > self.max_event_at:
-                self.max_event_at = moment
+        if moment is not None:
+            self.event_times.append(moment)
+        self.valid[_TOPIC_OF_TABLE[table]] += 1
         self._account(raw)
 
     def add_invalid(self, raw: Record, contract_topic: str, invalid: Invalid) -> None:
@@ -237,23 +259,57 @@ class Batch:
         self.bytes += len(raw.value or b"")
         self.size += 1
 
+    def _entries(self) -> list[tuple[str, int, int, int, Any]]:
+        """Every record as (topic, partition, offset, kind, payload), in offset order
+        within each partition (kind 0: a valid line, 1: a dead letter)."""
+        entries: list[tuple[str, int, int, int, Any]] = []
+        for table, records in self.records.items():
+            times = iter(self.event_times) if table == "access_events" else None
+            for line, raw in zip(self.lines[table], records, strict=True):
+                moment = next(times) if times is not None else None
+                entries.append(
+                    (raw.topic, raw.partition, raw.offset, 0, (table, line, raw, moment))
+                )
+        for dead in self.dead:
+            r = dead.record
+            entries.append((r.topic, r.partition, r.offset, 1, dead))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        return entries
+
+    def _subset(self, entries: list[tuple[str, int, int, int, Any]]) -> Batch:
+        part = Batch(started_at=self.started_at, started_monotonic=self.started_monotonic)
+        part.consumer_lag = self.consumer_lag
+        for _topic, _partition, _offset, kind, payload in entries:
+            if kind == 0:
+                part._add_line(*payload)
+            else:
+                part.dead.append(payload)
+                if payload.contract_topic in part.invalid:
+                    part.invalid[payload.contract_topic] += 1
+                part._account(payload.record)
+        return part
+
+    def split(self) -> tuple[Batch, Batch]:
+        """Two batches that land this one's records in two transactions, in order: each
+        partition's records in the first half all come before its records in the second,
+        so positions committed with the first half never skip a record."""
+        entries = self._entries()
+        half = len(entries) // 2
+        return self._subset(entries[:half]), self._subset(entries[half:])
+
+    def records_in_order(self) -> list[tuple[Record, str, DeadLetter | None]]:
+        """(record, contract topic, its dead letter or None) for every record."""
+        out: list[tuple[Record, str, DeadLetter | None]] = []
+        for _t, _p, _o, kind, payload in self._entries():
+            if kind == 0:
+                out.append((payload[2], _TOPIC_OF_TABLE[payload[0]], None))
+            else:
+                out.append((payload.record, payload.contract_topic, payload))
+        return out
+
     def drop_partitions(self, gone: set[tuple[str, int]]) -> Batch:
         """The same batch without the records of partitions this consumer lost."""
-        kept = Batch(started_at=self.started_at, started_monotonic=self.started_monotonic)
-        for table, records in self.records.items():
-            for line, raw in zip(self.lines[table], records, strict=True):
-                if (raw.topic, raw.partition) not in gone:
-                    kept.lines[table].append(line)
-                    kept.records[table].append(raw)
-                    kept.valid[_TOPIC_OF_TABLE[table]] += 1
-                    kept._account(raw)
-        for dead in self.dead:
-            if (dead.record.topic, dead.record.partition) not in gone:
-                kept.add_invalid(dead.record, dead.contract_topic, Invalid(dead.kind, dead.detail))
-        # the retained offsets must be the batch's, not recomputed from a subset order
-        kept.next_offsets = {tp: o for tp, o in self.next_offsets.items() if tp not in gone}
-        kept.min_event_at, kept.max_event_at = self.min_event_at, self.max_event_at
-        return kept
+        return self._subset([e for e in self._entries() if (e[0], e[1]) not in gone])
 
 
 @dataclass(frozen=True)
@@ -263,6 +319,15 @@ class BatchResult:
     skipped_existing: int
     db_rejected: int
     seconds: float
+
+    def __add__(self, other: BatchResult) -> BatchResult:
+        return BatchResult(
+            self.rows + other.rows,
+            self.dead_letters + other.dead_letters,
+            self.skipped_existing + other.skipped_existing,
+            self.db_rejected + other.db_rejected,
+            self.seconds + other.seconds,
+        )
 
 
 DeadLetterPublisher = Callable[[Sequence[DeadLetter]], None]
@@ -303,13 +368,11 @@ class PostgresSink:
         self.group = group
         self.consumer_id = consumer_id
         self._conn: psycopg2.extensions.connection | None = None
-        self._staged: set[str] = set()
 
     # --- connection ---------------------------------------------------------
     def connect(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg2.connect(self.dsn)
-            self._staged = set()
             if not self.synchronous_commit:
                 # Safe for exactly-once: rows and positions share one transaction, so a
                 # crash that loses the last commits loses both, and the consumer re-reads
@@ -367,15 +430,13 @@ class PostgresSink:
                         rows += self._land(cur, table, lines, batch.records[table], dead, False)
                 rejected = len(dead) - len(batch.dead)
                 fresh = self._insert_dead(cur, dead)
-                if fresh and publish is not None:
-                    publish(fresh)
                 execute_values(
                     cur,
                     _UPSERT_OFFSETS,
                     [(self.group, t, p, o) for (t, p), o in batch.next_offsets.items()],
                 )
                 now_ms = time.time() * 1000
-                latencies = sorted(now_ms - ts for ts in batch.kafka_timestamps)
+                latencies = sorted(now_ms - ts for ts in batch.kafka_timestamps if ts > 0)
                 valid = dict(batch.valid)
                 invalid = dict(batch.invalid)
                 for letter in dead[len(batch.dead) :]:
@@ -402,6 +463,9 @@ class PostgresSink:
                         batch.consumer_lag,
                     ),
                 )
+            # last before COMMIT: a batch that fails on any of its rows sends no copies
+            if fresh and publish is not None:
+                publish(fresh)
             conn.commit()
         except BaseException:
             self.discard()
@@ -466,12 +530,14 @@ class PostgresSink:
 
     def _copy_skipping_existing(self, cur: Any, table: str, lines: list[str]) -> None:
         stage = f"pg_temp.stage_{table}"
-        if table not in self._staged:
+        # every time, not once per connection: a savepoint rolled back after the
+        # creation (a rejected row during bisection) takes the table with it
+        cur.execute("select to_regclass(%s) is null", (stage,))
+        if cur.fetchone()[0]:
             cur.execute(
-                f"create temp table if not exists stage_{table} "
+                f"create temp table stage_{table} "
                 f"(like raw.{table} including defaults) on commit delete rows"
             )
-            self._staged.add(table)
         cur.execute(f"delete from {stage}")
         self._copy(cur, stage, table, lines)
         columns = ", ".join(COLUMNS[table])
@@ -491,7 +557,7 @@ class PostgresSink:
                 d.record.topic,
                 d.record.partition,
                 d.record.offset,
-                datetime.fromtimestamp(d.record.timestamp_ms / 1000, UTC),
+                kafka_datetime(d.record.timestamp_ms),
                 psycopg2.Binary(d.record.key) if d.record.key is not None else None,
                 psycopg2.Binary(d.record.value) if d.record.value is not None else None,
                 d.kind,

@@ -1,0 +1,313 @@
+"""Records nobody foresaw are quarantined; the consumer process never restarts on data.
+
+Each case here once stopped all ingestion: the process died on a record, the
+supervisor restarted it, and the same batch came back. Now the record is
+dead-lettered with a precise kind, its neighbours land exactly once, and the
+consumer's PID stays the same.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2
+from confluent_kafka import Consumer, Producer, TopicPartition
+from ingest_helpers import (
+    assert_exactly_once,
+    consumer_process,
+    counts,
+    new_prefix,
+    produce,
+    query,
+    start_consumer,
+    stop_consumer,
+    wait_until,
+)
+from test_ingest_replay import positions, replay
+
+from stack.ephemeral import EphemeralKafka, EphemeralPostgres
+from streaming.topics import DLQ, EVENTS, HEALTH
+
+BROKER_LIMIT = 1_048_588  # the topic's max.message.bytes (Kafka's default)
+POISON_TS = "2001-02-03T04:05:06+00:00"
+IMPLAUSIBLE = "implausible_timestamp"
+
+
+def event(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "device_id": "dev-1",
+        "household_id": "hh-1",
+        "event_ts": datetime.now(UTC).isoformat(),
+        "event_type": "open",
+        "trigger_source": "app",
+    }
+    body.update(changes)
+    return body
+
+
+def health(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "schema_version": 1,
+        "device_id": "dev-1",
+        "reported_at": datetime.now(UTC).isoformat(),
+        "battery_pct": 80,
+        "signal_strength_dbm": -60,
+        "is_online": True,
+        "firmware_version": "1.0.0",
+    }
+    body.update(changes)
+    return body
+
+
+def encode(body: object) -> bytes:
+    return json.dumps(body).encode()
+
+
+def produce_large(kafka: EphemeralKafka, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
+    producer = Producer({**kafka.client_config(), "message.max.bytes": BROKER_LIMIT + 1024})
+    where: list[tuple[int, int]] = []
+
+    def done(err: object, msg: object) -> None:
+        assert err is None, err
+        where.append((msg.partition(), msg.offset()))  # type: ignore[attr-defined]
+
+    producer.produce(topic, key=key, value=value, on_delivery=done)
+    assert producer.flush(60) == 0
+    return where[0]
+
+
+def dlq_messages(kafka: EphemeralKafka, prefix: str) -> list[object]:
+    probe = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": prefix + "dlq-probe",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 4 * BROKER_LIMIT,
+        }
+    )
+    try:
+        ends = {
+            p: probe.get_watermark_offsets(TopicPartition(prefix + DLQ, p), timeout=10)[1]
+            for p in range(3)
+        }
+        probe.assign([TopicPartition(prefix + DLQ, p, 0) for p in range(3)])
+        seen: list[object] = []
+        deadline = time.monotonic() + 30
+        while len(seen) < sum(ends.values()) and time.monotonic() < deadline:
+            seen += [m for m in probe.consume(100, timeout=1) if m.error() is None]
+        return seen
+    finally:
+        probe.close()
+
+
+def test_no_hostile_record_changes_the_consumer_pid(
+    kafka: EphemeralKafka, pg: EphemeralPostgres, tmp_path: Path
+) -> None:
+    prefix = new_prefix(kafka)
+    admin = psycopg2.connect(pg.dsn())
+    admin.autocommit = True
+    # a refusal on a row *derived* from the batch (its stats), not on the record's own row
+    constraint = f"stats_reject_{prefix.strip('.')}"
+    with admin.cursor() as cur:
+        cur.execute(
+            f"alter table ops.ingest_batches add constraint {constraint} check "
+            f"(min_event_at is distinct from '{POISON_TS}') not valid"
+        )
+    log = tmp_path / "consumer.log"
+    proc = consumer_process(
+        kafka, pg, prefix, "--batch-size", "500", "--batch-timeout", "0.5", log=log
+    )
+    try:
+        pid = proc.pid
+        hostile: list[tuple[str, bytes | None, bytes | None, str]] = [
+            (EVENTS, b"dev-2", encode(event(event_ts="2026-11-30T10:00:00+16:00")), "out_of_range"),
+            (EVENTS, b"dev-3", encode(event(event_ts="2026-11-30T10:00:00-23:59")), "out_of_range"),
+            (
+                HEALTH,
+                b"dev-4",
+                encode(health(reported_at="1900-01-01T00:00:00Z")),
+                "implausible_timestamp",
+            ),
+            (
+                EVENTS,
+                b"dev-5",
+                encode(event(event_ts="1970-01-01T00:00:00Z")),
+                "implausible_timestamp",
+            ),
+            (EVENTS, b"dev-6", encode(event(event_ts=POISON_TS)), "db_rejected"),
+            (EVENTS, b"dev-7", b'{"a":' * 2000 + b"1" + b"}" * 2000, "too_deep"),
+            (EVENTS, b"\xff\xfe", encode(event()), "invalid_key"),
+            (EVENTS, b"dev-8", b"\xc3\x28 not utf-8", "not_utf8"),
+        ]
+        records: list[tuple[str, bytes | None, bytes | None]] = []
+        tags: list[object] = []
+        for i in range(600):
+            records.append((EVENTS, f"dev-{i % 40}".encode(), encode(event(device_id=f"dev-{i}"))))
+            tags.append(True)
+            if i % 60 == 30 and hostile:
+                topic, key, value, kind = hostile.pop()
+                records.append((topic, key, value))
+                tags.append(kind)
+        records += [(t, k, v) for t, k, v, _kind in hostile]
+        tags += [kind for *_rest, kind in hostile]
+        produced = produce(kafka, prefix, records, tags)
+        # within 200 bytes of the broker's limit: the DLQ copy must still fit
+        big_value = b'{"pad": "' + b"x" * (BROKER_LIMIT - 200 - 64) + b'"}'
+        big_at = produce_large(kafka, prefix + EVENTS, b"dev-9", big_value)
+        produced[(prefix + EVENTS, *big_at)] = "too_large"
+        expected = len(produced)
+        wait_until(lambda: sum(counts(pg, prefix).values()) >= expected, 90, "every record")
+        time.sleep(1.0)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.pid == pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        with admin.cursor() as cur:
+            cur.execute(f"alter table ops.ingest_batches drop constraint {constraint}")
+        admin.close()
+    assert_exactly_once(pg, prefix, {c: tag is True for c, tag in produced.items()})
+    kinds = {
+        (t, p, o): (kind, detail, payload)
+        for t, p, o, kind, detail, payload in query(
+            pg,
+            "select kafka_topic, kafka_partition, kafka_offset, error_kind, error_detail, payload "
+            "from raw.dead_letters where kafka_topic like %s",
+            (prefix + "%",),
+        )
+    }
+    for coordinates, tag in produced.items():
+        if tag is not True:
+            assert kinds[coordinates][0] == tag, (tag, kinds[coordinates][1])
+    _kind, _detail, big_payload = kinds[(prefix + EVENTS, *big_at)]
+    assert bytes(big_payload) == big_value  # raw.dead_letters keeps the full bytes
+    poison = next(v for c, v in kinds.items() if produced[c] == "db_rejected")
+    assert constraint in poison[1]
+
+    copies = dlq_messages(kafka, prefix)
+    by_source = {
+        (dict(m.headers())["source_partition"], dict(m.headers())["source_offset"]): m
+        for m in copies
+    }
+    big_copy = by_source[(str(big_at[0]).encode(), str(big_at[1]).encode())]
+    headers = dict(big_copy.headers())
+    assert headers["error_kind"] == b"too_large"
+    assert headers["payload_truncated"] == str(len(big_value)).encode()
+    assert len(big_copy.value()) < len(big_value) and big_value.startswith(big_copy.value())
+    assert len(copies) == sum(1 for tag in produced.values() if tag is not True)
+
+
+def test_replay_across_a_row_the_database_once_rejected(
+    kafka: EphemeralKafka, pg: EphemeralPostgres
+) -> None:
+    """The replay path (rows already present) isolates a rejected row too."""
+    prefix = new_prefix(kafka)
+    admin = psycopg2.connect(pg.dsn())
+    admin.autocommit = True
+    constraint = f"replay_reject_{prefix.strip('.')}"
+    with admin.cursor() as cur:
+        cur.execute(
+            f"alter table raw.access_events add constraint {constraint} check "
+            "(kafka_topic not like %s or user_id is distinct from 'db-says-no') not valid",
+            (prefix + "%",),
+        )
+    try:
+        users = [f"user-{i}" for i in range(300)]
+        users[17] = users[211] = "db-says-no"
+        produced = produce(
+            kafka,
+            prefix,
+            ((EVENTS, b"dev-1", encode(event(user_id=u))) for u in users),
+            [u != "db-says-no" for u in users],
+        )
+        ends: dict[tuple[str, int], int] = {}
+        for t, p, o in produced:
+            ends[(t, p)] = max(ends.get((t, p), 0), o + 1)
+        for round_ in range(2):  # land, then replay everything over the landed rows
+            if round_:
+                done = replay(kafka, pg, prefix, "--from-beginning")
+                assert done.returncode == 0, done.stderr
+            consumer, thread = start_consumer(kafka, pg, prefix, batch_size=5000)
+            try:
+                wait_until(lambda: positions(pg, prefix) == ends, 60, "the consumer to catch up")
+                assert thread.is_alive()
+            finally:
+                stop_consumer(consumer, thread)
+            assert consumer.totals["batches"] >= 1
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"alter table raw.access_events drop constraint {constraint}")
+        admin.close()
+    assert_exactly_once(pg, prefix, produced)
+    assert counts(pg, prefix)["dead_letters"] == 2
+
+
+def test_bisection_lands_every_partition_in_order(
+    kafka: EphemeralKafka, pg: EphemeralPostgres
+) -> None:
+    """A failing batch split into halves never commits a position past a record it did
+    not land: after isolating one record in a 2 000-record batch over six partitions,
+    stored positions equal the log ends and nothing is missing or doubled."""
+    prefix = new_prefix(kafka)
+    admin = psycopg2.connect(pg.dsn())
+    admin.autocommit = True
+    constraint = f"bisect_reject_{prefix.strip('.')}"
+    with admin.cursor() as cur:
+        cur.execute(
+            f"alter table ops.ingest_batches add constraint {constraint} check "
+            f"(min_event_at is distinct from '{POISON_TS}') not valid"
+        )
+    try:
+        bodies = [encode(event(device_id=f"dev-{i}")) for i in range(2000)]
+        bodies[1234] = encode(event(event_ts=POISON_TS))
+        produced = produce(
+            kafka,
+            prefix,
+            ((EVENTS, f"k{i % 97}".encode(), b) for i, b in enumerate(bodies)),
+            [i != 1234 for i in range(2000)],
+        )
+        ends: dict[tuple[str, int], int] = {}
+        for t, p, o in produced:
+            ends[(t, p)] = max(ends.get((t, p), 0), o + 1)
+        consumer, thread = start_consumer(kafka, pg, prefix, batch_size=5000, batch_timeout=3.0)
+        try:
+            wait_until(lambda: positions(pg, prefix) == ends, 90, "the consumer to catch up")
+            assert thread.is_alive()
+        finally:
+            stop_consumer(consumer, thread)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"alter table ops.ingest_batches drop constraint {constraint}")
+        admin.close()
+    assert_exactly_once(pg, prefix, produced)
+    ((kind,),) = query(
+        pg, "select error_kind from raw.dead_letters where kafka_topic like %s", (prefix + "%",)
+    )
+    assert kind == "db_rejected"
+
+
+def test_future_and_past_bounds_are_configurable(
+    kafka: EphemeralKafka, pg: EphemeralPostgres
+) -> None:
+    """The plausibility floor follows --min-timestamp: a 1999 event is valid below it."""
+    prefix = new_prefix(kafka)
+    produced = produce(
+        kafka,
+        prefix,
+        [(EVENTS, b"dev-1", encode(event(event_ts="1999-06-01T00:00:00Z")))],
+        [True],
+    )
+    consumer, thread = start_consumer(
+        kafka, pg, prefix, min_timestamp=datetime(1990, 1, 1, tzinfo=UTC)
+    )
+    try:
+        wait_until(lambda: counts(pg, prefix)["access_events"] == 1, 60, "the 1999 event")
+    finally:
+        stop_consumer(consumer, thread)
+    assert_exactly_once(pg, prefix, produced)
