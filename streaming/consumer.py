@@ -30,15 +30,17 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.clients import consumer_config, producer_config
 from streaming.contracts import DEFAULT_MAX_BYTES, DEFAULT_MIN_TIMESTAMP, Invalid, Validator
 from streaming.settings import KafkaSettings, PostgresSettings
-from streaming.sink import Batch, BatchResult, DeadLetter, PostgresSink, Record
+from streaming.sink import Batch, BatchResult, DeadLetter, Halt, PostgresSink, Record, Stored
 from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DLQ
 
 __all__ = [
@@ -210,9 +212,19 @@ class SinkConsumer:
                 group,
                 self.client_id,
                 error_cb=self._kafka_error,
+                # a stored position outside the log is reported, never silently reset:
+                # the log was replaced (topic recreated, broker data lost)
+                **{"auto.offset.reset": "error"},
                 **(consumer_overrides or {}),
             )
         )
+        self.admin = AdminClient({**kafka.client_config(), "log_level": 3})
+        self.group_flag = "" if group == CONSUMER_GROUP else f" --group {group}"
+        self.prefix_flag = f" --topic-prefix {topic_prefix}" if topic_prefix else ""
+        # per partition: its log epoch, the next offset we expect, and whether it halted
+        self.epochs: dict[tuple[str, int], int] = {}
+        self.expected: dict[tuple[str, int], int] = {}
+        self.halted: set[tuple[str, int]] = set()
         self.batch: Batch | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self._inflight: tuple[Batch, Future[BatchResult]] | None = None
@@ -245,14 +257,33 @@ class SinkConsumer:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle(retry=False)  # the sink's connection is free for the position lookup
         wanted = [(p.topic, p.partition) for p in partitions]
-        positions = self._retry_pg("reading stored positions", self.sink.stored_positions, wanted)
+        positions = self._retry_pg("reading stored positions", self.sink.stored_state, wanted)
         if positions is None:  # stopping while PostgreSQL is down: read nothing
             consumer.assign(partitions)
             consumer.pause(partitions)
             return
+        ids = self._topic_ids(sorted({p.topic for p in partitions}))
+        self.sink.topic_ids.update(ids)
+        halted = []
         for p in partitions:
-            p.offset = positions.get((p.topic, p.partition), OFFSET_BEGINNING)
+            key = (p.topic, p.partition)
+            stored = positions.get(key)
+            self.halted.discard(key)
+            if stored is None:
+                p.offset = OFFSET_BEGINNING
+                self.epochs[key] = 0
+                self.expected.pop(key, None)
+                continue
+            p.offset = stored.next_offset
+            self.epochs[key] = stored.log_epoch
+            self.expected[key] = stored.next_offset
+            halt = self._check_log(p.topic, p.partition, stored, ids.get(p.topic))
+            if halt is not None:
+                halted.append(TopicPartition(p.topic, p.partition))
+                self._halt(halt)
         consumer.assign(partitions)
+        if halted:
+            consumer.pause(halted)
         self.assignment |= set(wanted)
         logger.info(
             "assigned %s",
@@ -262,12 +293,118 @@ class SinkConsumer:
             ),
         )
 
+    # --- offset reuse: the stored position must belong to the log Kafka has -----------
+    def _topic_ids(self, topics: list[str]) -> dict[str, str]:
+        try:
+            futures = self.admin.describe_topics(TopicCollection(topics), request_timeout=5)
+        except (KafkaException, ValueError) as exc:
+            logger.debug("topic ids unavailable: %s", exc)
+            return {}
+        ids: dict[str, str] = {}
+        for name, future in futures.items():
+            try:
+                ids[name] = str(future.result().topic_id)
+            except KafkaException as exc:
+                logger.debug("topic id of %s unavailable: %s", name, exc)
+        return ids
+
+    def _check_log(
+        self, topic: str, partition: int, stored: Stored, topic_id: str | None
+    ) -> Halt | None:
+        low: int | None
+        high: int | None
+        try:
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=5
+            )
+        except KafkaException as exc:
+            logger.debug("watermarks of %s[%s] unavailable: %s", topic, partition, exc)
+            low = high = None
+        reason = None
+        if stored.topic_id and topic_id and stored.topic_id != topic_id:
+            reason = "topic_recreated"
+        elif high is not None and stored.next_offset > high:
+            reason = "offset_beyond_log_end"
+        elif low is not None and stored.next_offset < low:
+            reason = "log_start_beyond_position"
+        if reason is None:
+            return None
+        return Halt(
+            topic,
+            partition,
+            reason,
+            stored.next_offset,
+            low,
+            high,
+            stored.topic_id,
+            topic_id,
+            stored.log_epoch,
+        )
+
+    def _halt(self, halt: Halt) -> None:
+        """Stop one partition whose log was replaced: one error line and an ops row."""
+        self.halted.add((halt.topic, halt.partition))
+        what = {
+            "topic_recreated": f"the topic's id changed ({halt.stored_topic_id} -> "
+            f"{halt.actual_topic_id}): it was deleted and recreated",
+            "offset_beyond_log_end": f"it is beyond the log end {halt.log_end}: the topic was "
+            "recreated or its log lost",
+            "log_start_beyond_position": f"the log now starts at {halt.log_start}: records "
+            "before it were deleted (retention) before they landed",
+        }[halt.reason]
+        topic = halt.topic[len(self.prefix) :]
+        logger.error(
+            "%s[%s] stopped: stored position %s (log epoch %s) does not belong to this log; "
+            "%s. The other partitions go on. To accept the new log: python -m streaming.replay "
+            "--accept-new-log --topic %s%s%s",
+            halt.topic,
+            halt.partition,
+            halt.stored_offset,
+            halt.log_epoch,
+            what,
+            topic,
+            self.prefix_flag,
+            self.group_flag,
+        )
+        self._retry_pg("recording the halt", self.sink.record_halt, halt)
+
+    def _halt_running(self, topic: str, partition: int, why: str) -> None:
+        """A partition whose fetch position left the log while assigned."""
+        key = (topic, partition)
+        if key in self.halted:
+            return
+        try:
+            self.consumer.pause([TopicPartition(topic, partition)])
+        except KafkaException as exc:
+            logger.debug("pause failed: %s", exc)
+        self.halted.add(key)
+        stored = self._retry_pg("reading stored positions", self.sink.stored_state, [key])
+        if not stored or key not in stored:
+            return
+        s = stored[key]
+        halt = self._check_log(topic, partition, s, self._topic_ids([topic]).get(topic))
+        if halt is None:  # the offsets alone do not show it: report what Kafka said
+            halt = Halt(
+                topic,
+                partition,
+                "offset_beyond_log_end",
+                s.next_offset,
+                None,
+                None,
+                s.topic_id,
+                None,
+                s.log_epoch,
+            )
+        logger.debug("%s[%s]: %s", topic, partition, why)
+        self._halt(halt)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
         # the partitions are still ours until this callback returns: land what we have
         if not self._flush(retry=False):
             self.batch = None
         self.assignment -= gone
+        self.halted -= gone
         self.need_rewind = self.need_rewind and bool(self.assignment)
         logger.info("revoked %d partitions", len(gone))
 
@@ -278,6 +415,7 @@ class SinkConsumer:
             # someone else may own them already: never write their records
             self.batch = self.batch.drop_partitions(gone)
         self.assignment -= gone
+        self.halted -= gone
         logger.warning("lost %d partitions (session expired); their records are dropped", len(gone))
 
     # --- PostgreSQL retries --------------------------------------------------
@@ -395,21 +533,34 @@ class SinkConsumer:
         if not batch.size:
             batch.started_at = now - timedelta(seconds=time.monotonic() - called)
             batch.started_monotonic = called
+        epochs, expected, halted = self.epochs, self.expected, self.halted
         for msg in messages:
             err = msg.error()
             if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
+                if err.code() == KafkaError._AUTO_OFFSET_RESET and msg.topic():
+                    self._halt_running(msg.topic(), msg.partition(), err.str())
+                elif err.code() != KafkaError._PARTITION_EOF:
                     self._kafka_error(err)
                 continue
+            topic = msg.topic()
+            key = (topic, msg.partition())
+            offset = msg.offset()
+            if halted and key in halted:
+                continue
+            if offset < expected.get(key, 0):  # the log went back: offsets are being reused
+                self._halt_running(topic, key[1], f"offset {offset} after {expected[key]}")
+                continue
+            expected[key] = offset + 1
             raw = Record(
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
+                topic,
+                key[1],
+                offset,
                 msg.timestamp()[1],
                 msg.key(),
                 msg.value(),
+                epochs.get(key, 0),
             )
-            absorb_record(batch, validate, raw, msg.topic()[cut:], now)
+            absorb_record(batch, validate, raw, topic[cut:], now)
 
     def _lag(self, batch: Batch) -> int | None:
         total = 0
@@ -585,12 +736,20 @@ class SinkConsumer:
             TopicPartition(t, p, positions.get((t, p), OFFSET_BEGINNING))
             for t, p in sorted(self.assignment)
         ]
+        for part in parts:
+            if part.offset >= 0:
+                self.expected[(part.topic, part.partition)] = part.offset
+            else:
+                self.expected.pop((part.topic, part.partition), None)
         try:
             if parts:
                 # re-assigning sets every fetch position at once, whatever state the
                 # fetcher is in (a seek right after resume can race with it)
                 self.consumer.resume(parts)
                 self.consumer.assign(parts)
+                halted = [TopicPartition(t, p) for t, p in sorted(self.halted)]
+                if halted:
+                    self.consumer.pause(halted)
         except KafkaException as exc:
             logger.warning("seek to stored positions failed (%s); retrying", exc)
             self._sleep_polling(0.5)

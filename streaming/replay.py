@@ -10,6 +10,13 @@ partition, offset) are skipped, not duplicated, and dead letters already stored 
 neither stored again nor re-sent to the DLQ topic. Records that retention or
 compaction removed cannot come back.
 
+`--accept-new-log` is the documented answer to a partition the consumer stopped
+because its stored position does not belong to the log Kafka has (the topic was
+deleted and recreated, a broker's log was lost, or retention deleted records before
+they landed; see `ops.consumer_halts`). It moves the position to the start of the log
+Kafka has now; when the log was replaced it also starts a new log epoch, so the new
+log's records land beside the old log's rows instead of colliding with them.
+
 The consumers of the group must be stopped first; replay refuses to run while the
 group has members, because a running consumer would overwrite the positions.
 """
@@ -23,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg2
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streaming import logs
@@ -151,6 +158,105 @@ def stored_positions(dsn: str, group: str) -> dict[tuple[str, int], int]:
         conn.close()
 
 
+@dataclass(frozen=True)
+class Acceptance:
+    topic: str
+    partition: int
+    stored: int
+    epoch: int
+    target: int
+    new_epoch: int
+    topic_id: str | None
+    reason: str
+
+
+def plan_accept(
+    kafka: KafkaSettings, dsn: str, group: str, topics: list[str], timeout: float = 15.0
+) -> list[Acceptance]:
+    """The partitions of `topics` whose stored position does not belong to Kafka's log."""
+    admin = AdminClient({**kafka.client_config(), "log_level": 3})
+    ids: dict[str, str] = {}
+    for name, future in admin.describe_topics(
+        TopicCollection(topics), request_timeout=timeout
+    ).items():
+        try:
+            ids[name] = str(future.result().topic_id)
+        except KafkaException as exc:
+            raise ReplayError(f"topic {name} does not exist on {kafka.bootstrap_servers}") from exc
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select topic, partition, next_offset, log_epoch, topic_id "
+                "from ops.consumer_offsets where consumer_group = %s and topic = any(%s)",
+                (group, topics),
+            )
+            stored = cur.fetchall()
+    finally:
+        conn.close()
+    probe = Consumer({**kafka.client_config(), "log_level": 3, "group.id": group + "-accept"})
+    plan: list[Acceptance] = []
+    try:
+        for topic, partition, offset, epoch, topic_id in stored:
+            low, high = probe.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            replaced = bool(topic_id and topic_id != ids[topic]) or offset > high
+            if replaced:
+                reason = "log replaced" if offset > high else "topic recreated"
+                plan.append(
+                    Acceptance(topic, partition, offset, epoch, low, epoch + 1, ids[topic], reason)
+                )
+            elif offset < low:
+                plan.append(
+                    Acceptance(
+                        topic, partition, offset, epoch, low, epoch, ids[topic], "records deleted"
+                    )
+                )
+    finally:
+        probe.close()
+    return plan
+
+
+def accept(dsn: str, group: str, plan: list[Acceptance]) -> None:
+    """Move the positions to the new log (and epoch) and close the partitions' halts."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            for a in plan:
+                cur.execute(
+                    "update ops.consumer_offsets set next_offset = %s, log_epoch = %s, "
+                    "topic_id = %s, updated_at = now() "
+                    "where consumer_group = %s and topic = %s and partition = %s",
+                    (a.target, a.new_epoch, a.topic_id, group, a.topic, a.partition),
+                )
+                cur.execute(
+                    "update ops.consumer_halts set resolved_at = clock_timestamp(), resolution = "
+                    "%s where consumer_group = %s and topic = %s and partition = %s "
+                    "and resolved_at is null",
+                    (
+                        f"accepted: {a.reason}, position {a.stored} -> {a.target}, "
+                        f"log epoch {a.epoch} -> {a.new_epoch}",
+                        group,
+                        a.topic,
+                        a.partition,
+                    ),
+                )
+    finally:
+        conn.close()
+
+
+def _print_accept(plan: list[Acceptance], dry_run: bool, group: str) -> None:
+    print(f"{'topic':<40} {'part':>4} {'stored':>10} {'new start':>10} {'epoch':>7}  reason")
+    for a in plan:
+        print(
+            f"{a.topic:<40} {a.partition:>4} {a.stored:>10} {a.target:>10} "
+            f"{a.epoch}->{a.new_epoch:<4}  {a.reason}"
+        )
+    verb = "would accept" if dry_run else "accepted"
+    print(f"{verb} the new log of {len(plan)} partition(s) of group {group}; start the consumer")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m streaming.replay",
@@ -166,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "--from-beginning", action="store_true", help="re-read everything Kafka still retains"
+    )
+    start.add_argument(
+        "--accept-new-log",
+        action="store_true",
+        help="resume partitions the consumer stopped because their log was replaced or "
+        "truncated (ops.consumer_halts): start at the new log, in a new log epoch",
     )
     p.add_argument(
         "--topic",
@@ -193,6 +305,17 @@ def main(argv: list[str] | None = None) -> int:
         # librdkafka's own notices (log_level 3: errors only) would clutter the one-line errors
         admin = AdminClient({**kafka.client_config(), "log_level": 3})
         _check_group_idle(admin, args.group, 15.0)
+        if args.accept_new_log:
+            plan = plan_accept(kafka, dsn, args.group, topics)
+            if not plan:
+                raise ReplayError(
+                    "nothing to accept: every stored position of group "
+                    f"{args.group} belongs to the log Kafka has"
+                )
+            if not args.dry_run:
+                accept(dsn, args.group, plan)
+            _print_accept(plan, args.dry_run, args.group)
+            return 0
         stored = stored_positions(dsn, args.group)
         moves = plan_replay(kafka, topics, stored, args.from_timestamp)
         moved = 0 if args.dry_run else rewind(dsn, args.group, moves)

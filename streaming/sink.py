@@ -39,8 +39,10 @@ __all__ = [
     "TABLES",
     "Batch",
     "DeadLetter",
+    "Halt",
     "PostgresSink",
     "Record",
+    "Stored",
     "copy_line",
     "kafka_datetime",
 ]
@@ -54,6 +56,7 @@ _KAFKA_COLUMNS: Final = (
     "kafka_offset",
     "kafka_timestamp",
     "kafka_key",
+    "kafka_log_epoch",
 )
 COLUMNS: Final = {
     "access_events": (
@@ -145,9 +148,13 @@ def copy_line(
     offset: int,
     timestamp_ms: int,
     key: str | None,
+    epoch: int = 0,
 ) -> str:
     """One row of COPY text for the record's landing table."""
-    head = f"{_text(topic)}\t{partition}\t{offset}\t{kafka_time(timestamp_ms)}\t{_text(key)}\t"
+    head = (
+        f"{_text(topic)}\t{partition}\t{offset}\t{kafka_time(timestamp_ms)}\t{_text(key)}\t"
+        f"{epoch}\t"
+    )
     if type(record) is AccessEvent:
         return (
             f"{head}{record.schema_version}\t{record.event_id}\t{_text(record.device_id)}\t"
@@ -183,6 +190,7 @@ class Record:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    epoch: int = 0  # the partition's log epoch (ops.consumer_offsets.log_epoch)
 
 
 @dataclass(slots=True)
@@ -209,6 +217,7 @@ class Batch:
     )
     dead: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    epochs: dict[tuple[str, int], int] = field(default_factory=dict)
     valid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     kafka_timestamps: list[int] = field(default_factory=list)
@@ -235,7 +244,9 @@ class Batch:
     ) -> None:
         """`contract_topic` is the topic's name in the contract (without any prefix)."""
         table = TABLES[contract_topic]
-        line = copy_line(record, raw.topic, raw.partition, raw.offset, raw.timestamp_ms, key)
+        line = copy_line(
+            record, raw.topic, raw.partition, raw.offset, raw.timestamp_ms, key, raw.epoch
+        )
         moment = record.event_ts if type(record) is AccessEvent else None
         self._add_line(table, line, raw, moment)
 
@@ -255,6 +266,7 @@ class Batch:
 
     def _account(self, raw: Record) -> None:
         self.next_offsets[(raw.topic, raw.partition)] = raw.offset + 1
+        self.epochs[(raw.topic, raw.partition)] = raw.epoch
         self.kafka_timestamps.append(raw.timestamp_ms)
         self.bytes += len(raw.value or b"")
         self.size += 1
@@ -330,21 +342,48 @@ class BatchResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What `ops.consumer_offsets` holds for one partition."""
+
+    next_offset: int
+    log_epoch: int
+    topic_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """A partition whose stored position does not belong to the log Kafka now has."""
+
+    topic: str
+    partition: int
+    reason: str  # topic_recreated | offset_beyond_log_end | log_start_beyond_position
+    stored_offset: int
+    log_start: int | None
+    log_end: int | None
+    stored_topic_id: str | None
+    actual_topic_id: str | None
+    log_epoch: int
+
+
 DeadLetterPublisher = Callable[[Sequence[DeadLetter]], None]
 
 _UPSERT_OFFSETS: Final = """
-insert into ops.consumer_offsets as o (consumer_group, topic, partition, next_offset)
+insert into ops.consumer_offsets as o
+    (consumer_group, topic, partition, next_offset, log_epoch, topic_id)
 values %s
 on conflict (consumer_group, topic, partition) do update
-    set next_offset = excluded.next_offset, updated_at = clock_timestamp()
-    where o.next_offset < excluded.next_offset
+    set next_offset = excluded.next_offset,
+        topic_id = coalesce(excluded.topic_id, o.topic_id),
+        updated_at = clock_timestamp()
+    where o.log_epoch = excluded.log_epoch and o.next_offset < excluded.next_offset
 """
 _INSERT_DEAD: Final = """
 insert into raw.dead_letters
     (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, kafka_key, payload,
-     error_kind, error_detail)
+     error_kind, error_detail, kafka_log_epoch)
 values %s
-on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing
+on conflict (kafka_topic, kafka_partition, kafka_offset, kafka_log_epoch) do nothing
 returning kafka_topic, kafka_partition, kafka_offset
 """
 _INSERT_BATCH: Final = """
@@ -368,6 +407,8 @@ class PostgresSink:
         self.group = group
         self.consumer_id = consumer_id
         self._conn: psycopg2.extensions.connection | None = None
+        # topic name -> its id in Kafka, stored with the positions (set by the consumer)
+        self.topic_ids: dict[str, str] = {}
 
     # --- connection ---------------------------------------------------------
     def connect(self) -> psycopg2.extensions.connection:
@@ -414,6 +455,55 @@ class PostgresSink:
             raise
         return found
 
+    def stored_state(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Stored]:
+        """Position, log epoch and topic id stored for each of `partitions` that has one."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "select topic, partition, next_offset, log_epoch, topic_id "
+                    "from ops.consumer_offsets where consumer_group = %s",
+                    (self.group,),
+                )
+                wanted = set(partitions)
+                found = {
+                    (t, p): Stored(o, e, i) for t, p, o, e, i in cur.fetchall() if (t, p) in wanted
+                }
+            conn.rollback()
+        except BaseException:
+            self.discard()
+            raise
+        return found
+
+    def record_halt(self, halt: Halt) -> None:
+        """Store an open halt of a partition (once: an open one is kept as it is)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "insert into ops.consumer_halts (consumer_group, topic, partition, reason, "
+                    "stored_offset, log_start, log_end, stored_topic_id, actual_topic_id, "
+                    "log_epoch) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "on conflict (consumer_group, topic, partition) where resolved_at is null "
+                    "do nothing",
+                    (
+                        self.group,
+                        halt.topic,
+                        halt.partition,
+                        halt.reason,
+                        halt.stored_offset,
+                        halt.log_start,
+                        halt.log_end,
+                        halt.stored_topic_id,
+                        halt.actual_topic_id,
+                        halt.log_epoch,
+                    ),
+                )
+            conn.commit()
+        except BaseException:
+            self.discard()
+            raise
+
     # --- the batch transaction ----------------------------------------------
     def write(self, batch: Batch, publish: DeadLetterPublisher | None = None) -> BatchResult:
         """Land the batch in one transaction; raises psycopg2 errors if the database is
@@ -433,7 +523,10 @@ class PostgresSink:
                 execute_values(
                     cur,
                     _UPSERT_OFFSETS,
-                    [(self.group, t, p, o) for (t, p), o in batch.next_offsets.items()],
+                    [
+                        (self.group, t, p, o, batch.epochs.get((t, p), 0), self.topic_ids.get(t))
+                        for (t, p), o in batch.next_offsets.items()
+                    ],
                 )
                 now_ms = time.time() * 1000
                 latencies = sorted(now_ms - ts for ts in batch.kafka_timestamps if ts > 0)
@@ -543,7 +636,7 @@ class PostgresSink:
         columns = ", ".join(COLUMNS[table])
         cur.execute(
             f"insert into raw.{table} ({columns}) select {columns} from {stage} "
-            "on conflict (kafka_topic, kafka_partition, kafka_offset) do nothing"
+            "on conflict (kafka_topic, kafka_partition, kafka_offset, kafka_log_epoch) do nothing"
         )
         self._skipped += len(lines) - cur.rowcount
 
@@ -562,6 +655,7 @@ class PostgresSink:
                 psycopg2.Binary(d.record.value) if d.record.value is not None else None,
                 d.kind,
                 d.detail,
+                d.record.epoch,
             )
             for d in dead
         ]

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from ingest_helpers import (
     assert_exactly_once,
     consumer_process,
@@ -30,7 +32,7 @@ from ingest_helpers import (
 from test_ingest_replay import positions, replay
 
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
-from streaming.topics import DLQ, EVENTS, HEALTH
+from streaming.topics import DLQ, EVENTS, HEALTH, ensure_topics
 
 BROKER_LIMIT = 1_048_588  # the topic's max.message.bytes (Kafka's default)
 POISON_TS = "2001-02-03T04:05:06+00:00"
@@ -311,3 +313,88 @@ def test_future_and_past_bounds_are_configurable(
     finally:
         stop_consumer(consumer, thread)
     assert_exactly_once(pg, prefix, produced)
+
+
+def test_topic_recreated_under_a_running_consumer_stops_that_partition_only(
+    kafka: EphemeralKafka, pg: EphemeralPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Offsets reused by a new log are detected, never silently dropped, and the
+    documented reset lands the new log beside the old one."""
+    prefix = new_prefix(kafka)
+    old = produce(
+        kafka, prefix, ((EVENTS, f"k{i}".encode(), encode(event())) for i in range(300)), None
+    )
+    consumer, thread = start_consumer(
+        kafka, pg, prefix, consumer_overrides={"topic.metadata.refresh.interval.ms": 2000}
+    )
+    try:
+        wait_until(lambda: counts(pg, prefix)["access_events"] == 300, 60, "the old log")
+        admin = AdminClient(kafka.client_config())
+        for future in admin.delete_topics([prefix + EVENTS]).values():
+            future.result()
+        wait_until(
+            lambda: prefix + EVENTS not in admin.list_topics(timeout=10).topics, 30, "deletion"
+        )
+        time.sleep(3)
+        ensure_topics(kafka.client_config(), prefix=prefix)
+        new = produce(
+            kafka, prefix, ((EVENTS, f"k{i}".encode(), encode(event())) for i in range(40)), None
+        )
+        wait_until(
+            lambda: bool(
+                query(
+                    pg,
+                    "select 1 from ops.consumer_halts where topic = %s and resolved_at is null",
+                    (prefix + EVENTS,),
+                )
+            ),
+            90,
+            "a halt of the recreated topic",
+        )
+        # the other topics go on
+        more = produce(
+            kafka, prefix, ((HEALTH, f"k{i}".encode(), encode(health())) for i in range(30)), None
+        )
+        wait_until(lambda: counts(pg, prefix)["device_health"] == 30, 60, "health reports")
+        assert thread.is_alive()
+    finally:
+        stop_consumer(consumer, thread)
+    assert counts(pg, prefix)["access_events"] == 300  # nothing of the new log was dropped
+    halts = query(
+        pg,
+        "select reason, stored_offset, log_end from ops.consumer_halts "
+        "where topic = %s and resolved_at is null",
+        (prefix + EVENTS,),
+    )
+    assert halts and all(r in ("topic_recreated", "offset_beyond_log_end") for r, _s, _e in halts)
+    lines = [r.getMessage() for r in caplog.records if "stopped: stored position" in r.getMessage()]
+    assert lines and all("--accept-new-log --topic smart-access.events" in ln for ln in lines)
+
+    done = replay(kafka, pg, prefix, "--accept-new-log")
+    assert done.returncode == 0, done.stderr
+    again = replay(kafka, pg, prefix, "--accept-new-log")
+    assert again.returncode == 1 and "nothing to accept" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+    consumer, thread = start_consumer(kafka, pg, prefix)
+    try:
+        wait_until(lambda: counts(pg, prefix)["access_events"] == 340, 60, "the new log")
+    finally:
+        stop_consumer(consumer, thread)
+    rows = query(
+        pg,
+        "select kafka_partition, kafka_offset, kafka_log_epoch from raw.access_events "
+        "where kafka_topic = %s",
+        (prefix + EVENTS,),
+    )
+    assert len(rows) == len(set(rows)) == 340
+    old_rows = {(p, o) for p, o, e in rows if e == 0}
+    new_rows = {(p, o) for p, o, e in rows if e == 1}
+    assert old_rows == {(p, o) for _t, p, o in old}
+    assert new_rows == {(p, o) for _t, p, o in new}
+    assert len(more) == 30
+    assert not query(
+        pg,
+        "select 1 from ops.consumer_halts where topic = %s and resolved_at is null",
+        (prefix + EVENTS,),
+    )

@@ -66,7 +66,11 @@ def test_every_landing_table_has_coordinates_and_ingested_at(pg_conn, table: str
             (f"raw.{table}",),
         )
         unique = [r[0] for r in cur.fetchall()]
-    assert any("(kafka_topic, kafka_partition, kafka_offset)" in d for d in unique)
+    # a record's coordinates are unique within its log epoch (see migration 0040)
+    assert any(
+        "(kafka_topic, kafka_partition, kafka_offset, kafka_log_epoch)" in d for d in unique
+    )
+    assert "kafka_log_epoch" in columns
 
 
 def test_unique_constraint_rejects_duplicate_coordinates(pg_conn) -> None:
