@@ -521,6 +521,33 @@ RAW_FRESHNESS = _q(
     """,
 )
 
+CONSUMER_STARTS = _q(
+    "consumer_starts",
+    ("ops.consumer_starts",),
+    """
+    select consumer_group, count(*) as starts, count(distinct consumer_id) as processes,
+           max(started_at) as last_start_at
+    from ops.consumer_starts
+    where started_at > now() - interval '1 hour'
+    group by consumer_group
+    order by consumer_group
+    """,
+)
+
+# Partitions the consumer stopped because their stored position is not in Kafka's log.
+CONSUMER_HALTS = _q(
+    "consumer_halts",
+    ("ops.consumer_halts",),
+    """
+    select detected_at, consumer_group, topic, partition, reason, stored_offset, log_start,
+           log_end, log_epoch
+    from ops.consumer_halts
+    where resolved_at is null
+    order by detected_at desc
+    limit 100
+    """,
+)
+
 SOURCE_FRESHNESS = _q(
     "source_freshness",
     ("ops.source_freshness",),

@@ -6,6 +6,7 @@ import argparse
 import functools
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -257,20 +259,55 @@ def cmd_down(config: StackConfig) -> None:
     _say(f"stopped; data kept in {config.root}")
 
 
+_LOG_LINE = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \w+ "
+    r"(?:(?P<started>supervisord started with pid)|exited: (?P<name>[\w.-]+) \(.*not expected\))"
+)
+CRASH_LOOP_WINDOW = timedelta(minutes=10)
+CRASH_LOOP_EXITS = 3
+
+
+def unexpected_exits(log_text: str) -> dict[str, list[datetime]]:
+    """When each service exited unexpectedly since supervisord last started (its log)."""
+    exits: dict[str, list[datetime]] = {}
+    for line in log_text.splitlines():
+        match = _LOG_LINE.match(line)
+        if match is None:
+            continue
+        if match["started"]:
+            exits = {}
+        else:
+            at = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S")
+            exits.setdefault(match["name"], []).append(at)
+    return exits
+
+
+def describe_state(state: str, exits: list[datetime], now: datetime) -> str:
+    """The supervisor's state, marked when the service keeps dying."""
+    recent = [at for at in exits if now - at <= CRASH_LOOP_WINDOW]
+    if state in ("BACKOFF", "FATAL") or len(recent) >= CRASH_LOOP_EXITS:
+        return f"{state} (crash loop: {len(recent)} exits in 10 min)"
+    return state
+
+
 def cmd_status(config: StackConfig) -> None:
     info = _process_info(config)
-    rows = [("SERVICE", "STATE", "PID", "ADDRESS", "LISTENING")]
+    log = config.log_dir / "supervisord.log"
+    exits = unexpected_exits(log.read_text(errors="replace")) if info and log.exists() else {}
+    now = datetime.now()  # supervisord logs local time
+    rows = [("SERVICE", "STATE", "PID", "RESTARTS", "ADDRESS", "LISTENING")]
     for svc in services(config):
         proc = info.get(svc.name, {})
-        state = proc.get("statename", "STOPPED" if info else "DOWN")
+        died = exits.get(svc.name, [])
+        state = describe_state(proc.get("statename", "STOPPED" if info else "DOWN"), died, now)
         pid = str(proc.get("pid") or "-")
         address = f"127.0.0.1:{svc.port}" if svc.port else "-"
         listening = ("yes" if port_in_use(svc.port) else "no") if svc.port else "-"
-        rows.append((svc.name, state, pid, address, listening))
+        rows.append((svc.name, state, pid, str(len(died)), address, listening))
     if config.pg_external:
-        rows.append(("postgres", "EXTERNAL", "-", f"{config.pg_host}:{config.pg_port}", "-"))
+        rows.append(("postgres", "EXTERNAL", "-", "-", f"{config.pg_host}:{config.pg_port}", "-"))
     if config.kafka_external:
-        rows.append(("kafka", "EXTERNAL", "-", config.kafka_bootstrap, "-"))
+        rows.append(("kafka", "EXTERNAL", "-", "-", config.kafka_bootstrap, "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -407,6 +408,7 @@ class PostgresSink:
         self.group = group
         self.consumer_id = consumer_id
         self._conn: psycopg2.extensions.connection | None = None
+        self._start_recorded = False
         # topic name -> its id in Kafka, stored with the positions (set by the consumer)
         self.topic_ids: dict[str, str] = {}
 
@@ -414,13 +416,20 @@ class PostgresSink:
     def connect(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg2.connect(self.dsn)
-            if not self.synchronous_commit:
-                # Safe for exactly-once: rows and positions share one transaction, so a
-                # crash that loses the last commits loses both, and the consumer re-reads
-                # those records from Kafka. Saves a WAL flush wait per batch.
-                with self._conn.cursor() as cur:
+            with self._conn.cursor() as cur:
+                if not self.synchronous_commit:
+                    # Safe for exactly-once: rows and positions share one transaction, so a
+                    # crash that loses the last commits loses both, and the consumer re-reads
+                    # those records from Kafka. Saves a WAL flush wait per batch.
                     cur.execute("set synchronous_commit = off")
-                self._conn.commit()
+                if not self._start_recorded:  # once per process: restart loops show up
+                    cur.execute(
+                        "insert into ops.consumer_starts (consumer_id, consumer_group, pid) "
+                        "values (%s, %s, %s) on conflict do nothing",
+                        (self.consumer_id, self.group, os.getpid()),
+                    )
+            self._conn.commit()
+            self._start_recorded = True
         return self._conn
 
     def close(self) -> None:

@@ -108,13 +108,50 @@ def _admin(config: dict[str, Any]) -> AdminClient:
     return AdminClient(config)
 
 
-def _decode(raw: bytes | None) -> str | None:
+PREVIEW_CHARS = 4000  # what a page shows of one value at most
+_PARSE_LIMIT = 256 * 1024  # larger values are shown as text, never parsed
+_MAX_DEPTH = 64  # deeper JSON is shown as text: pretty-printing it would recurse
+# control characters other than newline and tab, shown as \uXXXX
+_CONTROL = {c: f"\\u{c:04x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F)}
+
+
+def _bounded(text: str, size: int, limit: int = PREVIEW_CHARS) -> str:
+    text = text.translate(_CONTROL)
+    if len(text) > limit:
+        return f"{text[:limit]}… ({size:,} bytes in all, the rest not shown)"
+    return text
+
+
+def _decode(raw: bytes | None, limit: int = PREVIEW_CHARS) -> str | None:
+    """Bytes as bounded text: UTF-8 where it is, invalid bytes as \\xNN escapes."""
     if raw is None:
         return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.hex()
+    head = raw[: limit * 4]
+    return _bounded(head.decode("utf-8", "backslashreplace"), len(raw), limit)
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > _MAX_DEPTH:
+                    break
+        elif ch in "}]":
+            depth -= 1
+    return deepest
 
 
 def _as_bytes(raw: object) -> bytes | None:
@@ -224,14 +261,24 @@ def consumer_groups(config: dict[str, Any], timeout: float = 10.0) -> list[Group
 
 
 def pretty(value: bytes | None) -> tuple[str, bool]:
-    """The record value as indented JSON when it is JSON, else as text (or hex)."""
+    """A bounded, escaped preview of a record value: indented JSON when it is JSON of a
+    sane size and depth, else its text (invalid UTF-8 bytes as escapes). Never raises,
+    whatever the bytes: deeply nested, huge, binary."""
     if value is None:
         return "null", False
-    text = _decode(value) or ""
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True), True
-    except ValueError:
-        return text, False
+    if len(value) <= _PARSE_LIMIT:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and _depth(text) <= _MAX_DEPTH:
+            try:
+                shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                return _bounded(shown, len(value)), True
+    return _decode(value) or "", False
 
 
 def latest_messages(
@@ -287,9 +334,10 @@ def latest_messages(
                     partition=pid,
                     offset=offset,
                     timestamp=datetime.fromtimestamp(ts / 1000, UTC) if kind and ts > 0 else None,
-                    key=_decode(_as_bytes(record.key())),
+                    key=_decode(_as_bytes(record.key()), 200),
                     headers={
-                        str(h[0]): _decode(_as_bytes(h[1])) or "" for h in record.headers() or []
+                        _decode(str(h[0]).encode(), 200) or "": _decode(_as_bytes(h[1]), 1000) or ""
+                        for h in record.headers() or []
                     },
                     value=value,
                     is_json=is_json,

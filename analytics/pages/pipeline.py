@@ -9,7 +9,7 @@ import streamlit as st
 from analytics import queries as q
 from analytics.db import run
 from analytics.settings import REFRESH_SECONDS
-from analytics.ui import TIME_ZONE, line_chart, lookback_select, ready
+from analytics.ui import TIME_ZONE, as_int, line_chart, lookback_select, ready
 
 st.title("Pipeline health")
 st.caption(f"From the `ops` tables and the dead letters; times in {TIME_ZONE}.")
@@ -31,9 +31,30 @@ def pipeline() -> None:
             st.info("No ingest batches yet — start the consumer and simulator with `make up`.")
         else:
             cols = st.columns(3)
-            cols[0].metric("Seconds since last batch", int(f.seconds_since_last_batch))
+            cols[0].metric("Seconds since last batch", as_int(f.seconds_since_last_batch))
             cols[1].metric(f"Last batch ({TIME_ZONE})", _when(f.last_batch_at))
             cols[2].metric(f"Newest event landed ({TIME_ZONE})", _when(f.newest_event_at))
+    halts = ready(run(q.CONSUMER_HALTS), "consumer halts")
+    if halts is not None and not halts.empty:
+        st.error(
+            f"{len(halts)} partition(s) stopped: their stored position is not in Kafka's log "
+            "(topic recreated, log lost or truncated). Nothing of them is landed until you "
+            "accept the new log: stop the consumer, then run "
+            "`python -m streaming.replay --accept-new-log` (see the README)."
+        )
+        st.dataframe(halts, hide_index=True, key="pipeline_consumer_halts")
+    starts = ready(run(q.CONSUMER_STARTS), "consumer starts")
+    if starts is not None:
+        # every start after a group's first one in the hour is a restart
+        restarts = int(sum(max(as_int(n) - 1, 0) for n in starts.starts))
+        cols = st.columns(2)
+        cols[0].metric("Consumer process starts (last hour)", as_int(starts.starts.sum()))
+        cols[1].metric("Consumer restarts (last hour)", restarts)
+        if restarts >= 2:
+            st.warning(
+                f"The consumer restarted {restarts} times in the last hour: read its log "
+                "(`make logs`) and `make status`."
+            )
     sources = ready(run(q.SOURCE_FRESHNESS), "source freshness")
     if sources is not None and not sources.empty:
         st.dataframe(sources, hide_index=True, key="pipeline_source_freshness")
@@ -45,9 +66,9 @@ def pipeline() -> None:
             st.info("No batches committed in this time range.")
         else:
             cols = st.columns(3)
-            cols[0].metric("Rows landed", int(batches.rows_valid.sum()))
-            cols[1].metric("Rows rejected", int(batches.rows_invalid.sum()))
-            cols[2].metric("Batches", int(batches.batches.sum()))
+            cols[0].metric("Rows landed", as_int(batches.rows_valid.sum()))
+            cols[1].metric("Rows rejected", as_int(batches.rows_invalid.sum()))
+            cols[2].metric("Batches", as_int(batches.batches.sum()))
             left, right = st.columns(2)
             throughput = batches.assign(measure="rows per second")
             left.altair_chart(
@@ -80,7 +101,7 @@ def pipeline() -> None:
         if lag.empty:
             st.info("No consumer reported in the last hour.")
         else:
-            st.metric("Consumer lag (records)", int(lag.consumer_lag.fillna(0).sum()))
+            st.metric("Consumer lag (records)", as_int(lag.consumer_lag.fillna(0).sum()))
             st.dataframe(lag, hide_index=True, key="pipeline_lag")
     partitions = ready(run(q.PARTITION_LAG), "lag per partition")
     if partitions is not None and not partitions.empty:
@@ -100,8 +121,8 @@ def pipeline() -> None:
             last = runs.iloc[0]
             cols = st.columns(3)
             cols[0].metric("Last run", str(last.state))
-            cols[1].metric("dbt tests passed", int(last.tests_passed or 0))
-            cols[2].metric("dbt tests failed", int(last.tests_failed or 0))
+            cols[1].metric("dbt tests passed", as_int(last.tests_passed))
+            cols[2].metric("dbt tests failed", as_int(last.tests_failed))
             st.dataframe(runs, hide_index=True, key="pipeline_runs")
     failed = ready(run(q.FAILED_DBT_TESTS), "failed dbt tests")
     if failed is not None and not failed.empty:
@@ -114,7 +135,7 @@ def pipeline() -> None:
         if reasons.empty:
             st.success("No dead letters in this time range.")
         else:
-            st.metric("Dead letters", int(reasons.dead_letters.sum()))
+            st.metric("Dead letters", as_int(reasons.dead_letters.sum()))
             st.dataframe(reasons, hide_index=True, key="pipeline_dead_reasons")
             kind = st.selectbox(
                 "Samples of reason",

@@ -56,3 +56,15 @@ create unique index if not exists consumer_halts_open_key
 
 grant select, insert, update on ops.consumer_halts to smart_access_loader;
 grant select on ops.consumer_halts to smart_access_analyst, smart_access_transformer;
+
+-- Every start of a consumer process: restarts in a loop show on the Pipeline page.
+create table if not exists ops.consumer_starts (
+    consumer_id     text        not null,
+    consumer_group  text        not null,
+    pid             integer     not null,
+    started_at      timestamptz not null default clock_timestamp(),
+    primary key (consumer_id, started_at)
+);
+create index if not exists consumer_starts_started_at_idx on ops.consumer_starts (started_at);
+grant select, insert on ops.consumer_starts to smart_access_loader;
+grant select on ops.consumer_starts to smart_access_analyst, smart_access_transformer;

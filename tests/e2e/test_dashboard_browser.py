@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
@@ -33,6 +34,14 @@ pytestmark = pytest.mark.e2e
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 GROUP = "smart-access-e2e-browser"
+# What the DLQ can hold and a page must still render: a bounded, escaped preview.
+HOSTILE = {
+    "deep": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "huge": b'{"pad": "' + b"x" * 900_000 + b'"}',
+    "binary": bytes(range(256)) * 8,
+    "not-utf8": b'{"device_id": "\xff\xfe\xc3\x28"}',
+    "markup": b'<script>alert("x")</script><img src=x onerror=alert(1)>',
+}
 
 
 def chromium_path() -> str:
@@ -74,6 +83,25 @@ def apps(pg: EphemeralPostgres, kafka: EphemeralKafka) -> Iterator[dict[str, obj
         DLQ, key="dev-e2e", value=b"{not json", headers=[("error_kind", b"invalid_json")]
     )
     assert producer.flush(30) == 0
+    big = Producer({**kafka.client_config(), "message.max.bytes": 1_000_000})
+    for name, payload in HOSTILE.items():
+        for topic in (DLQ, EVENTS):
+            big.produce(
+                topic,
+                key=b"\xff" + name.encode(),
+                value=payload,
+                headers=[("error_kind", b"too_deep"), ("error_detail", payload[:300])],
+            )
+    assert big.flush(30) == 0
+    with psycopg2.connect(pg.dsn(database=seed.database)) as conn, conn.cursor() as cur:
+        for offset, payload in enumerate(HOSTILE.values()):
+            cur.execute(
+                "insert into raw.dead_letters (kafka_topic, kafka_partition, kafka_offset, "
+                "kafka_key, payload, error_kind, error_detail) "
+                "values ('e2e-hostile', 0, %s, %s, %s, 'too_deep', %s)",
+                (offset, b"\xff", psycopg2.Binary(payload), payload[:200].hex()),
+            )
+    conn.close()
     commit_group_offsets(kafka.bootstrap, GROUP, [TopicPartition(EVENTS, 0, 1)])
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -194,9 +222,38 @@ def test_dashboard_pages_in_chromium(apps: dict[str, object], browser: object) -
     _shoot(page, "dashboard-alerts")
 
     page = _open(browser, port, "pipeline", "Dead letters", "dashboard-pipeline")
-    assert _metric(page, "Dead letters") == str(len(seed.dead_letters))
+    assert _metric(page, "Dead letters") == str(len(seed.dead_letters) + len(HOSTILE))
     assert _metric(page, "Last run") == "success"
     _shoot(page, "dashboard-pipeline")
+
+
+def _no_exception(page: object) -> None:
+    """No Streamlit exception box (a traceback) anywhere on the page."""
+    page.wait_for_timeout(1500)  # type: ignore[attr-defined]  # fragments render late
+    boxes = page.locator('[data-testid="stException"]')  # type: ignore[attr-defined]
+    assert boxes.count() == 0, boxes.first.inner_text()
+    assert "Traceback" not in page.inner_text("body")  # type: ignore[attr-defined]
+
+
+def test_hostile_payloads_render_on_every_page(apps: dict[str, object], browser: object) -> None:
+    """Deeply nested, huge, binary, invalid UTF-8 and markup payloads in the DLQ, on a
+    data topic and in raw.dead_letters: every page renders them without a traceback."""
+    ui = apps["ports"]["kafka-ui"]  # type: ignore[index]
+    dashboard = apps["ports"]["dashboard"]  # type: ignore[index]
+    visits = [
+        (ui, "dead_letters", "Landed in PostgreSQL"),
+        (ui, f"messages?topic={DLQ}", "Messages shown"),
+        (ui, f"messages?topic={EVENTS}", "Messages shown"),
+        (ui, "", "smart-access.events"),
+        (dashboard, "pipeline", "Dead letters"),
+    ]
+    for port, path, ready in visits:
+        page = _open(browser, port, path, ready, "hostile")
+        dialogs: list[str] = []
+        page.on("dialog", lambda d, seen=dialogs: (seen.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+        _no_exception(page)
+        assert dialogs == []  # markup in a payload is shown as text, never run
+        _shoot(page, f"hostile-{path.split('?')[0] or 'topics'}-{port}")
 
 
 def test_kafka_inspector_pages_in_chromium(

@@ -358,3 +358,38 @@ def test_a_renamed_mart_column_is_named_not_hidden(
             cur.execute("alter table marts.fct_alerts rename column open_flag to is_open")
         conn.close()
         st.cache_data.clear()
+
+
+def test_pipeline_shows_consumer_restarts_and_stopped_partitions(
+    seed: Seed, pg: EphemeralPostgres
+) -> None:
+    conn = psycopg2.connect(pg.dsn(database=seed.database))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for pid in (101, 102, 103):  # a consumer that crashed twice in the last hour
+                cur.execute(
+                    "insert into ops.consumer_starts (consumer_id, consumer_group, pid) "
+                    "values (%s, 'smart-access-sink', %s)",
+                    (f"host-{pid}", pid),
+                )
+            cur.execute(
+                "insert into ops.consumer_halts (consumer_group, topic, partition, reason, "
+                "stored_offset, log_start, log_end, log_epoch) values "
+                "('smart-access-sink', 'smart-access.events', 4, 'offset_beyond_log_end', "
+                "1200, 0, 35, 0)"
+            )
+        st.cache_data.clear()  # earlier tests cached these queries' empty answers
+        at = open_page(DASHBOARD, "pages/pipeline.py")
+        shown = metrics(at)
+        assert shown["Consumer process starts (last hour)"] == "3"
+        assert shown["Consumer restarts (last hour)"] == "2"
+        errors_shown = [e.value for e in at.error]
+        assert any("1 partition(s) stopped" in e and "--accept-new-log" in e for e in errors_shown)
+        halts = frame_with(at, "reason", "stored_offset", "log_end")
+        assert halts.stored_offset.tolist() == [1200] and halts.log_end.tolist() == [35]
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("delete from ops.consumer_starts where consumer_id like 'host-10%'")
+            cur.execute("delete from ops.consumer_halts where stored_offset = 1200")
+        conn.close()

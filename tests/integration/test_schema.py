@@ -67,9 +67,7 @@ def test_every_landing_table_has_coordinates_and_ingested_at(pg_conn, table: str
         )
         unique = [r[0] for r in cur.fetchall()]
     # a record's coordinates are unique within its log epoch (see migration 0040)
-    assert any(
-        "(kafka_topic, kafka_partition, kafka_offset, kafka_log_epoch)" in d for d in unique
-    )
+    assert any("(kafka_topic, kafka_partition, kafka_offset, kafka_log_epoch)" in d for d in unique)
     assert "kafka_log_epoch" in columns
 
 
