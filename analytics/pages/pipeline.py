@@ -47,9 +47,9 @@ def pipeline() -> None:
     if starts is not None:
         # every start after a group's first one in the hour is a restart
         restarts = int(sum(max(as_int(n) - 1, 0) for n in starts.starts))
-        cols = st.columns(2)
-        cols[0].metric("Consumer process starts (last hour)", as_int(starts.starts.sum()))
-        cols[1].metric("Consumer restarts (last hour)", restarts)
+        started, restarted = st.columns(2)
+        started.metric("Consumer process starts (last hour)", as_int(starts.starts.sum()))
+        restarted.metric("Consumer restarts (last hour)", restarts)
         if restarts >= 2:
             st.warning(
                 f"The consumer restarted {restarts} times in the last hour: read its log "
