@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup up down status logs wipe migrate test test-unit test-integration test-e2e bench bench-ingest bench-transform bench-dashboard lint transform psql
+.PHONY: help setup up down status logs wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard lint transform psql
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ test-integration: setup ## tests against real PostgreSQL and Kafka
 
 test-e2e: setup ## whole-stack tests
 	@$(PY) -m pytest tests/e2e
+
+FUZZ_EXAMPLES ?= 50000
+
+fuzz: setup ## long fuzz of the record path, page preview and DLQ copies (FUZZ_EXAMPLES=50000)
+	@FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PROPERTY_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 10 )) \
+		$(PY) -m pytest -q tests/unit/test_fuzz_ingest.py tests/integration/test_sink_properties.py
 
 BENCH_DASHBOARD_EVENTS ?= 5000000
 
