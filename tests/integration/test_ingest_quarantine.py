@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -32,6 +33,7 @@ from ingest_helpers import (
 from test_ingest_replay import positions, replay
 
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
+from streaming.contracts import AccessEvent, Validator
 from streaming.topics import DLQ, EVENTS, HEALTH, ensure_topics
 
 BROKER_LIMIT = 1_048_588  # the topic's max.message.bytes (Kafka's default)
@@ -398,3 +400,48 @@ def test_topic_recreated_under_a_running_consumer_stops_that_partition_only(
         "select 1 from ops.consumer_halts where topic = %s and resolved_at is null",
         (prefix + EVENTS,),
     )
+
+
+class LeakyValidator(Validator):
+    """A validator with holes, standing in for the next defect nobody foresaw: it lets
+    text PostgreSQL's client encoding cannot carry through, and crashes on a marker."""
+
+    def validate(self, topic: str, value: bytes | None, now: datetime) -> Any:
+        result = super().validate(topic, value, now)
+        if isinstance(result, AccessEvent) and result.user_id == "leak":
+            result.user_id = "lone \ud800 surrogate"
+        if isinstance(result, AccessEvent) and result.user_id == "boom":
+            raise RuntimeError("validator bug")
+        return result
+
+
+def test_defects_of_the_consumer_itself_quarantine_the_record(
+    kafka: EphemeralKafka, pg: EphemeralPostgres
+) -> None:
+    prefix = new_prefix(kafka)
+    users = [f"user-{i}" for i in range(200)]
+    users[20], users[150], users[151] = "leak", "boom", "leak"
+    produced = produce(
+        kafka,
+        prefix,
+        ((EVENTS, f"k{i % 7}".encode(), encode(event(user_id=u))) for i, u in enumerate(users)),
+        users,
+    )
+    consumer, thread = start_consumer(kafka, pg, prefix, batch_size=1000, batch_timeout=2.0)
+    consumer.validator = LeakyValidator()
+    try:
+        wait_until(lambda: sum(counts(pg, prefix).values()) >= 200, 60, "every record")
+        assert thread.is_alive()
+    finally:
+        stop_consumer(consumer, thread)
+    assert_exactly_once(pg, prefix, {c: u not in ("leak", "boom") for c, u in produced.items()})
+    kinds = {
+        produced[(t, p, o)]: kind
+        for t, p, o, kind in query(
+            pg,
+            "select kafka_topic, kafka_partition, kafka_offset, error_kind from raw.dead_letters "
+            "where kafka_topic like %s",
+            (prefix + "%",),
+        )
+    }
+    assert kinds == {"leak": "sink_error", "boom": "unprocessable"}
