@@ -108,6 +108,8 @@ PAGES: dict[str, list[tuple[q.Query, dict[str, Any]]]] = {
     ],
     "pipeline health": [
         (q.RAW_FRESHNESS, {}),
+        (q.CONSUMER_HALTS, {}),
+        (q.CONSUMER_STARTS, {}),
         (q.SOURCE_FRESHNESS, {}),
         (q.INGEST_THROUGHPUT, {"lookback": "6 hours"}),
         (q.CONSUMER_LAG, {}),

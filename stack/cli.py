@@ -286,7 +286,7 @@ def describe_state(state: str, exits: list[datetime], now: datetime) -> str:
     """The supervisor's state, marked when the service keeps dying."""
     recent = [at for at in exits if now - at <= CRASH_LOOP_WINDOW]
     if state in ("BACKOFF", "FATAL") or len(recent) >= CRASH_LOOP_EXITS:
-        return f"{state} (crash loop: {len(recent)} exits in 10 min)"
+        return f"{state},crash-loop"  # one token: scripts split the table on spaces
     return state
 
 
@@ -295,7 +295,8 @@ def cmd_status(config: StackConfig) -> None:
     log = config.log_dir / "supervisord.log"
     exits = unexpected_exits(log.read_text(errors="replace")) if info and log.exists() else {}
     now = datetime.now()  # supervisord logs local time
-    rows = [("SERVICE", "STATE", "PID", "RESTARTS", "ADDRESS", "LISTENING")]
+    rows = [("SERVICE", "STATE", "PID", "RESTARTS", "ADDRESS", "LISTENING")]  # restarts:
+    # unexpected exits since the supervisor started; crash-loop: BACKOFF/FATAL or 3 in 10 min
     for svc in services(config):
         proc = info.get(svc.name, {})
         died = exits.get(svc.name, [])

@@ -129,6 +129,10 @@ def apps(pg: EphemeralPostgres, kafka: EphemeralKafka) -> Iterator[dict[str, obj
             _wait_healthy(port, proc, log)
         yield {"ports": ports, "seed": seed}
     finally:
+        # the seeded database is shared with the integration tests: leave it as it was
+        with psycopg2.connect(pg.dsn(database=seed.database)) as conn, conn.cursor() as cur:
+            cur.execute("delete from raw.dead_letters where kafka_topic = 'e2e-hostile'")
+        conn.close()
         for proc in procs:
             proc.terminate()
             try:

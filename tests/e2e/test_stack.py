@@ -38,7 +38,7 @@ def _status(env: dict[str, str]) -> dict[str, list[str]]:
     result = _make("status", env)
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:] if line.strip()]
-    return {row[0]: row for row in rows if len(row) >= 5}
+    return {row[0]: row for row in rows if len(row) >= 6}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     status = _status(stack_env)
     for name in ("postgres", "kafka", "dashboard", "kafka-ui"):
         assert status[name][1] == "RUNNING", status
-        assert status[name][4] == "yes", status
+        assert status[name][3] == "0", status  # no unexpected exit yet
+        assert status[name][5] == "yes", status
 
     # A second `make up` is a no-op: the same processes keep running.
     again = _make("up", stack_env)
@@ -85,8 +86,9 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     restarted = False
     while time.monotonic() < deadline:
         row = _status(stack_env)["kafka"]
-        if row[1] == "RUNNING" and row[2] != str(old_pid) and row[4] == "yes":
+        if row[1] == "RUNNING" and row[2] != str(old_pid) and row[5] == "yes":
             restarted = True
+            assert row[3] == "1", row  # the kill counts as one restart
             break
         time.sleep(1)
     assert restarted, "the supervisor did not restart the killed broker"

@@ -30,7 +30,7 @@ def test_exits_count_since_supervisord_last_started() -> None:
 def test_crash_loop_is_marked() -> None:
     exits = unexpected_exits(LOG)["consumer"]
     soon = datetime(2026, 12, 1, 9, 5)
-    assert describe_state("RUNNING", exits, soon) == "RUNNING (crash loop: 3 exits in 10 min)"
+    assert describe_state("RUNNING", exits, soon) == "RUNNING,crash-loop"
     assert describe_state("RUNNING", exits, datetime(2026, 12, 1, 10, 0)) == "RUNNING"
-    assert describe_state("BACKOFF", [], soon).startswith("BACKOFF (crash loop")
+    assert describe_state("BACKOFF", [], soon) == "BACKOFF,crash-loop"
     assert describe_state("RUNNING", exits[:1], soon) == "RUNNING"
