@@ -38,10 +38,25 @@ from confluent_kafka.admin import AdminClient
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.clients import consumer_config, producer_config
-from streaming.contracts import DEFAULT_MAX_BYTES, DEFAULT_MIN_TIMESTAMP, Invalid, Validator
+from streaming.contracts import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MIN_TIMESTAMP,
+    DeviceRemoval,
+    Invalid,
+    Validator,
+)
 from streaming.settings import KafkaSettings, PostgresSettings
-from streaming.sink import Batch, BatchResult, DeadLetter, Halt, PostgresSink, Record, Stored
-from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DLQ
+from streaming.sink import (
+    Batch,
+    BatchResult,
+    DeadLetter,
+    Halt,
+    PostgresSink,
+    Record,
+    Stored,
+    kafka_datetime,
+)
+from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES, DLQ
 
 __all__ = [
     "DeadLetterQueue",
@@ -787,6 +802,15 @@ def absorb_record(
             return
         if key_text is not None and "\x00" in key_text:
             batch.add_invalid(raw, topic, Invalid("invalid_key", "message key contains U+0000"))
+            return
+        if raw.value is None and topic == DEVICES:  # a tombstone: the device is removed
+            if not key_text or len(key_text) > 128:
+                batch.add_invalid(
+                    raw, topic, Invalid("invalid_key", "a registry tombstone needs a device_id key")
+                )
+                return
+            removed_at = kafka_datetime(raw.timestamp_ms) or now
+            batch.add_valid(DeviceRemoval(key_text, removed_at), raw, topic, key_text)
             return
         result = validate(topic, raw.value, now)
         if type(result) is Invalid:

@@ -1,4 +1,11 @@
-"""Typed event contracts (version 1) and the validator every consumed record passes.
+"""Typed event contracts (versions 1 and 0) and the validator every consumed record passes.
+
+Version 1 is the platform's own format. Version 0 is the format of the original
+setup guide, which devices in the field already send: no `schema_version`, integer
+device ids, event ids that are not UUIDs, timestamps without an offset (read as UTC),
+`command_failed` for a failure, trigger source `button`, no household or firmware.
+A message without `schema_version` is v0; one with an unknown version is invalid.
+v0 lands in raw with its original values and `schema_version` 0; staging maps it to v1.
 
 The three event kinds of the design are msgspec structs: decoding checks types,
 required fields, domains and ranges in C. What a struct cannot say by itself lives
@@ -34,9 +41,12 @@ __all__ = [
     "MAX_UTC_OFFSET",
     "SCHEMA_DIR",
     "AccessEvent",
+    "AccessEventV0",
     "Contract",
     "DeviceRegistration",
+    "DeviceRemoval",
     "HealthReport",
+    "HealthReportV0",
     "Invalid",
     "Validator",
     "json_schemas",
@@ -76,6 +86,8 @@ ERROR_KINDS: Final = (
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 LongText = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+# v0 devices send integer ids (the guide's producer) or text
+DeviceIdV0 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | Text
 
 EventType = Literal["open", "close", "fail"]
 TriggerSource = Literal["app", "keypad", "remote", "schedule", "voice", "auto_close"]
@@ -139,31 +151,66 @@ class DeviceRegistration(msgspec.Struct, kw_only=True):
             raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone")
 
 
-Contract = AccessEvent | HealthReport | DeviceRegistration
+class AccessEventV0(msgspec.Struct, kw_only=True):
+    """An access event in the original guide's format (`smart-access.events`, v0)."""
+
+    event_id: Text
+    device_id: DeviceIdV0
+    event_ts: datetime  # without an offset it is UTC (the guide's producer sends UTC)
+    event_type: Literal["open", "close", "fail", "command_failed"]
+    trigger_source: Literal["app", "button", "remote", "voice"]
+    schema_version: Literal[0] = 0
+
+
+class HealthReportV0(msgspec.Struct, kw_only=True):
+    """A health report in the original guide's format (`smart-access.health`, v0)."""
+
+    device_id: DeviceIdV0
+    reported_at: datetime  # without an offset it is UTC
+    battery_pct: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    signal_strength_dbm: Annotated[int, msgspec.Meta(ge=-120, le=0)]
+    is_online: bool
+    schema_version: Literal[0] = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoval:
+    """A tombstone (null value) on the compacted registry topic: the device is removed."""
+
+    device_id: str
+    removed_at: datetime
+
+
+Contract = AccessEvent | HealthReport | DeviceRegistration | AccessEventV0 | HealthReportV0
 
 CONTRACTS: Final[dict[str, type[Contract]]] = {
     EVENTS: AccessEvent,
     HEALTH: HealthReport,
     DEVICES: DeviceRegistration,
 }
+CONTRACTS_V0: Final[dict[str, type[Contract]]] = {EVENTS: AccessEventV0, HEALTH: HealthReportV0}
 SCHEMA_FILES: Final = {
     AccessEvent: "access_event.v1.json",
     HealthReport: "health_report.v1.json",
     DeviceRegistration: "device_registration.v1.json",
+    AccessEventV0: "access_event.v0.json",
+    HealthReportV0: "health_report.v0.json",
 }
 # Fields whose value is a moment the device claims; checked against clock skew.
 _TIME_FIELDS: Final = {
     AccessEvent: ("event_ts",),
     HealthReport: ("reported_at",),
     DeviceRegistration: ("installed_at", "updated_at"),
+    AccessEventV0: ("event_ts",),
+    HealthReportV0: ("reported_at",),
 }
 _TEXT_FIELDS: Final = {
     cls: tuple(
         name
         for name, hint in cls.__annotations__.items()
-        if "Text" in str(hint) or "Reason" in str(hint)
+        if any(word in str(hint) for word in ("Text", "Reason", "DeviceIdV0"))
     )
-    for cls in CONTRACTS.values()
+    for cls in (*CONTRACTS.values(), *CONTRACTS_V0.values())
 }
 
 
@@ -197,6 +244,28 @@ def _classify(message: str) -> str:
     if "is not an IANA time zone" in text or "failure_reason" in text:
         return "rule_violation"
     return "wrong_type"
+
+
+class _VersionProbe(msgspec.Struct):
+    schema_version: Any = None
+
+
+_probe_version = msgspec.json.Decoder(_VersionProbe).decode
+
+
+def _declared_version(value: bytes) -> Any:
+    """The `schema_version` a message declares (failure path only; None if unreadable)."""
+    try:
+        return _probe_version(value).schema_version
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
+def _kind(message: str, value: bytes) -> str:
+    kind = _classify(message)
+    if kind == "not_an_object" and _nesting_depth(value) > 32:
+        return "too_deep"
+    return kind
 
 
 def _nesting_depth(value: bytes) -> int:
@@ -242,6 +311,9 @@ class Validator:
         self.max_skew = max_skew
         self.min_timestamp = min_timestamp
         self._decoders = {topic: msgspec.json.Decoder(cls) for topic, cls in CONTRACTS.items()}
+        self._decoders_v0 = {
+            topic: msgspec.json.Decoder(cls) for topic, cls in CONTRACTS_V0.items()
+        }
 
     def validate(self, topic: str, value: bytes | None, now: datetime) -> Contract | Invalid:
         decoder = self._decoders.get(topic)
@@ -251,24 +323,55 @@ class Validator:
             return Invalid("not_json", "record has no value (tombstone or empty message)")
         if len(value) > self.max_bytes:
             return Invalid("too_large", f"{len(value)} bytes, limit is {self.max_bytes}")
+        v0 = self._decoders_v0.get(topic)
+        if v0 is not None and b'"schema_version"' not in value:
+            return self.validate_v0(topic, value, now)  # the original guide's format
         try:
             record: Contract = decoder.decode(value)
         except msgspec.ValidationError as exc:
-            kind = _classify(str(exc))
-            if kind == "not_an_object" and _nesting_depth(value) > 32:
-                kind = "too_deep"
-            return Invalid(kind, str(exc))
+            message = str(exc)
+            if v0 is not None and message.startswith(
+                "Object missing required field `schema_version`"
+            ):
+                return self.validate_v0(topic, value, now)
+            version = _declared_version(value)
+            if version == 0 and v0 is not None:
+                return self.validate_v0(topic, value, now)
+            if version is not None and version not in (0, 1):
+                return Invalid(
+                    "out_of_domain",
+                    f"unknown schema_version {version!r}: this topic takes 1, or no "
+                    "schema_version for the original guide's format (v0)",
+                )
+            return Invalid(_kind(message, value), message)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             return self._undecodable(value, exc)
+        return self._checked(record, value, now)
+
+    def validate_v0(self, topic: str, value: bytes, now: datetime) -> Contract | Invalid:
+        """`value` decoded as the guide's format (v0) and checked like any record."""
+        try:
+            record: Contract = self._decoders_v0[topic].decode(value)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            return Invalid(_kind(message, value), f"{message} (without schema_version it is v0)")
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return self._undecodable(value, exc)
+        return self._checked(record, value, now)
+
+    def _checked(self, record: Contract, value: bytes, now: datetime) -> Contract | Invalid:
         if b"\\u0000" in value:
             cls = type(record)
             for name in _TEXT_FIELDS[cls]:
                 text = getattr(record, name)
-                if text is not None and "\x00" in text:
+                if isinstance(text, str) and "\x00" in text:
                     return Invalid("nul_character", f"field {name} contains U+0000")
         limit = now + self.max_skew
         for name in _TIME_FIELDS[type(record)]:
             moment = getattr(record, name)
+            if moment.tzinfo is None:  # only v0 can carry one: it is UTC
+                moment = moment.replace(tzinfo=UTC)
+                setattr(record, name, moment)
             offset = moment.utcoffset()
             if offset is not None and abs(offset) > MAX_UTC_OFFSET:
                 return Invalid(

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="seconds a late event may lag behind at most (default 3600)",
     )
+    p.add_argument(
+        "--format",
+        choices=["v1", "v0"],
+        default="v1",
+        help="v1: the platform's contracts (default); v0: the original guide's format",
+    )
     p.add_argument("--ledger", type=Path, help="write every message's truth as JSON lines here")
     p.add_argument("--topic-prefix", default="", help="send to <prefix>smart-access.*")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             late_ratio=args.late_ratio,
             max_lateness=args.max_lateness,
             start=args.start,
+            format=args.format,
         )
     )
     stats = _Stats()

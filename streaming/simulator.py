@@ -66,6 +66,10 @@ INVALID_KINDS: Final = (
 )
 
 _encode = msgspec.json.Encoder().encode
+# v1 trigger sources the guide's devices name differently (v0 knows app, button,
+# remote, voice): a keypad is the device's own button; schedules and auto-close run
+# in the device's app and controller
+_V0_TRIGGERS: Final = {"keypad": "button", "schedule": "app", "auto_close": "remote"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class SimulatorConfig:
     late_ratio: float = 0.0
     max_lateness: float = 3600.0
     start: datetime | None = None
+    # "v1": the platform's contracts; "v0": the original guide's format (integer device
+    # ids, no schema_version, household, firmware or registry topic, naive UTC times)
+    format: str = "v1"
 
 
 @dataclass
@@ -145,6 +152,7 @@ class _Due:
 class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
+        self.v0 = config.format == "v0"
         self.rng = random.Random(config.seed)  # noqa: S311 - a simulation, not security
         start = config.start or datetime.now(UTC).replace(microsecond=0)
         self.start = start.astimezone(UTC)
@@ -154,7 +162,9 @@ class Simulator:
         self._due_seq = 0
         self._recent_events: list[tuple[int, bytes, bytes, str]] = []
         self.devices = self._build_fleet()
-        self._pending: list[Message] = [self._registration(i) for i in range(len(self.devices))]
+        self._pending: list[Message] = (
+            [] if self.v0 else [self._registration(i) for i in range(len(self.devices))]
+        )
         for index in range(len(self.devices)):
             self._schedule(self.rng.uniform(0, HEALTH_EVERY), "health", index)
         self._schedule(self.rng.uniform(600, 1800), "rollout", -1)
@@ -171,9 +181,10 @@ class Simulator:
             for d in range(self.config.devices_per_household):
                 device_type = types[d % 3] if d < 3 else rng.choice(types)
                 major = rng.randint(1, 3)
+                number = h * self.config.devices_per_household + d + 1
                 devices.append(
                     Device(
-                        device_id=f"dev-{h:05d}-{d}",
+                        device_id=str(number) if self.v0 else f"dev-{h:05d}-{d}",
                         household_id=household,
                         region=region,
                         timezone=ZoneInfo(tz_name),
@@ -291,6 +302,8 @@ class Simulator:
         if forced is None and rng.random() < self.config.late_ratio:
             lateness = rng.uniform(1, self.config.max_lateness)
         event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        if self.v0:
+            return self._access_v0(device, event_type, trigger, now, lateness)
         event = AccessEvent(
             schema_version=1,
             event_id=event_id,
@@ -304,6 +317,23 @@ class Simulator:
         )
         truth = Truth(0, "access_event", True, lateness_s=lateness, event_id=str(event_id))
         return Message(EVENTS, device.device_id.encode(), _encode(event), truth, now)
+
+    def _access_v0(
+        self, device: Device, event_type: str, trigger: str, now: datetime, lateness: float
+    ) -> Message:
+        """The guide's producer's shape: integer device id, '<device>-<epoch ms>' event id,
+        naive UTC timestamp, command_failed for a failure, button for a local press."""
+        moment = now - timedelta(seconds=lateness)
+        millis = int(moment.timestamp() * 1000)
+        body = {
+            "event_id": f"{device.device_id}-{millis}",
+            "device_id": int(device.device_id),
+            "event_ts": moment.astimezone(UTC).replace(tzinfo=None).isoformat(),
+            "event_type": "command_failed" if event_type == "fail" else event_type,
+            "trigger_source": _V0_TRIGGERS.get(trigger, trigger),
+        }
+        truth = Truth(0, "access_event", True, lateness_s=lateness, event_id=str(body["event_id"]))
+        return Message(EVENTS, device.device_id.encode(), json.dumps(body).encode(), truth, now)
 
     def _health(self, index: int) -> Message:
         device = self.devices[index]
@@ -323,6 +353,16 @@ class Simulator:
             temperature_c=round(rng.gauss(18, 8), 1),
         )
         truth = Truth(0, "health_report", True)
+        if self.v0:
+            body = {
+                "device_id": int(device.device_id),
+                "reported_at": self.now().astimezone(UTC).replace(tzinfo=None).isoformat(),
+                "battery_pct": report.battery_pct,
+                "signal_strength_dbm": report.signal_strength_dbm,
+                "is_online": report.is_online,
+            }
+            value = json.dumps(body).encode()
+            return Message(HEALTH, device.device_id.encode(), value, truth, self.now())
         return Message(HEALTH, device.device_id.encode(), _encode(report), truth, self.now())
 
     def _registration(self, index: int) -> Message:
@@ -353,7 +393,8 @@ class Simulator:
         for i in targets:
             if self.rng.random() < 0.8:
                 self.devices[i].firmware = version
-                self._pending.append(self._registration(i))
+                if not self.v0:  # the guide has no registry topic
+                    self._pending.append(self._registration(i))
 
     # --- invalid messages -----------------------------------------------------------
     def _corrupt(self, message: Message) -> Message:
@@ -369,13 +410,13 @@ class Simulator:
             if kind == "missing_field":
                 body.pop("device_id")
             elif kind == "wrong_type":
-                body[field_name] = 12345
+                body[field_name] = True if self.v0 else 12345  # v0 ids may be integers
             elif kind == "out_of_domain":
                 body["schema_version"] = 99
             elif kind == "out_of_range":
                 body[field_name] = "x" * 200
             elif kind == "nul_character":
-                body[field_name] = body[field_name] + "\u0000"
+                body[field_name] = str(body[field_name]) + "\u0000"
             elif kind == "future_timestamp":
                 for name in ("event_ts", "reported_at", "updated_at"):
                     if name in body:

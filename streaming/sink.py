@@ -32,7 +32,16 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from streaming.contracts import AccessEvent, DeviceRegistration, HealthReport, Invalid
+from streaming.contracts import (
+    AccessEvent,
+    AccessEventV0,
+    Contract,
+    DeviceRegistration,
+    DeviceRemoval,
+    HealthReport,
+    HealthReportV0,
+    Invalid,
+)
 from streaming.topics import DEVICES, EVENTS, HEALTH
 
 __all__ = [
@@ -71,6 +80,7 @@ COLUMNS: Final = {
         "trigger_source",
         "user_id",
         "failure_reason",
+        "source_event_id",
     ),
     "device_health": (
         *_KAFKA_COLUMNS,
@@ -143,7 +153,7 @@ def kafka_time(ms: int) -> str:
 
 
 def copy_line(
-    record: AccessEvent | HealthReport | DeviceRegistration,
+    record: Contract | DeviceRemoval,
     topic: str,
     partition: int,
     offset: int,
@@ -161,7 +171,7 @@ def copy_line(
             f"{head}{record.schema_version}\t{record.event_id}\t{_text(record.device_id)}\t"
             f"{_text(record.household_id)}\t{record.event_ts.isoformat()}\t{record.event_type}\t"
             f"{record.trigger_source}\t{_text(record.user_id)}\t"
-            f"{record.failure_reason or chr(92) + 'N'}\n"
+            f"{record.failure_reason or chr(92) + 'N'}\t\\N\n"
         )
     if type(record) is HealthReport:
         temperature = "\\N" if record.temperature_c is None else repr(record.temperature_c)
@@ -170,6 +180,22 @@ def copy_line(
             f"{record.reported_at.isoformat()}\t{record.battery_pct}\t"
             f"{record.signal_strength_dbm}\t{'t' if record.is_online else 'f'}\t"
             f"{_text(record.firmware_version)}\t{temperature}\n"
+        )
+    if type(record) is AccessEventV0:
+        return (
+            f"{head}0\t\\N\t{_text(str(record.device_id))}\t\\N\t{record.event_ts.isoformat()}\t"
+            f"{record.event_type}\t{record.trigger_source}\t\\N\t\\N\t{_text(record.event_id)}\n"
+        )
+    if type(record) is HealthReportV0:
+        return (
+            f"{head}0\t{_text(str(record.device_id))}\t{record.reported_at.isoformat()}\t"
+            f"{record.battery_pct}\t{record.signal_strength_dbm}\t"
+            f"{'t' if record.is_online else 'f'}\t\\N\t\\N\n"
+        )
+    if type(record) is DeviceRemoval:
+        return (
+            f"{head}0\t{_text(record.device_id)}\t\\N\t\\N\t\\N\t\\N\t\\N\tremoved\t"
+            f"{record.removed_at.isoformat()}\t\\N\t\\N\n"
         )
     assert type(record) is DeviceRegistration
     return (
@@ -238,7 +264,7 @@ class Batch:
 
     def add_valid(
         self,
-        record: AccessEvent | HealthReport | DeviceRegistration,
+        record: Contract | DeviceRemoval,
         raw: Record,
         contract_topic: str,
         key: str | None,
@@ -248,7 +274,7 @@ class Batch:
         line = copy_line(
             record, raw.topic, raw.partition, raw.offset, raw.timestamp_ms, key, raw.epoch
         )
-        moment = record.event_ts if type(record) is AccessEvent else None
+        moment = record.event_ts if type(record) in (AccessEvent, AccessEventV0) else None  # type: ignore[union-attr]
         self._add_line(table, line, raw, moment)
 
     def _add_line(self, table: str, line: str, raw: Record, moment: datetime | None) -> None:

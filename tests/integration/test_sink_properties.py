@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from stack.ephemeral import EphemeralPostgres
 from streaming.consumer import absorb_record
-from streaming.contracts import AccessEvent, DeviceRegistration, HealthReport, Validator
+from streaming.contracts import (
+    AccessEvent,
+    AccessEventV0,
+    DeviceRegistration,
+    HealthReport,
+    HealthReportV0,
+    Validator,
+)
 from streaming.sink import Batch, PostgresSink, Record
 from streaming.topics import DEVICES, EVENTS, HEALTH
 
@@ -186,3 +193,104 @@ def test_accepted_records_are_stored_exactly(
             expected = str(expected)
             value = str(value)
         assert value == expected, name
+
+
+naive_or_aware = st.one_of(
+    moments,
+    moments.map(lambda d: d.replace(tzinfo=None)),  # v0 sends UTC without an offset
+)
+device_ids_v0 = st.one_of(st.integers(-(2**64), 2**64), text)
+access_v0 = st.fixed_dictionaries(
+    {
+        "event_id": text,
+        "device_id": device_ids_v0,
+        "event_ts": naive_or_aware.map(lambda d: d.isoformat()),
+        "event_type": st.sampled_from(["open", "close", "fail", "command_failed", "explode"]),
+        "trigger_source": st.sampled_from(["app", "button", "remote", "voice", "keypad"]),
+    }
+)
+health_v0 = st.fixed_dictionaries(
+    {
+        "device_id": device_ids_v0,
+        "reported_at": naive_or_aware.map(lambda d: d.isoformat()),
+        "battery_pct": big_ints,
+        "signal_strength_dbm": big_ints,
+        "is_online": st.booleans(),
+    }
+)
+COLUMNS_V0 = {
+    EVENTS: (
+        "access_events",
+        {
+            "source_event_id": "event_id",
+            "device_id": "device_id",
+            "event_ts": "event_ts",
+            "event_type": "event_type",
+            "trigger_source": "trigger_source",
+            "schema_version": "schema_version",
+        },
+    ),
+    HEALTH: (
+        "device_health",
+        {
+            "device_id": "device_id",
+            "reported_at": "reported_at",
+            "battery_pct": "battery_pct",
+            "signal_strength_dbm": "signal_strength_dbm",
+            "is_online": "is_online",
+            "schema_version": "schema_version",
+        },
+    ),
+}
+
+
+@settings(
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    topic_and_body=st.one_of(
+        access_v0.map(lambda b: (EVENTS, b)), health_v0.map(lambda b: (HEALTH, b))
+    ),
+)
+def test_accepted_v0_records_are_stored_with_their_original_values(
+    pg: EphemeralPostgres, topic_and_body: tuple[str, dict]
+) -> None:
+    topic, body = topic_and_body
+    try:
+        raw_value = json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raw_value = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    offset = next(_offsets)
+    record = Record(PREFIX + topic, 1, offset, 1_700_000_000_123, b"k", raw_value)
+    batch = Batch()
+    absorb_record(batch, VALIDATOR.validate, record, topic, NOW)
+    if batch.dead:
+        assert batch.dead[0].kind != "unprocessable", batch.dead[0].detail
+        return
+    result = VALIDATOR.validate(topic, raw_value, NOW)
+    assert isinstance(result, AccessEventV0 | HealthReportV0)
+    sink = PostgresSink(pg.dsn(user="smart_access_loader"), PREFIX + "sink-v0", "property")
+    try:
+        outcome = sink.write(batch)
+    finally:
+        sink.close()
+    assert outcome.rows == 1 and outcome.db_rejected == 0
+    table, columns = COLUMNS_V0[topic]
+    conn = psycopg2.connect(pg.dsn())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"select {', '.join(columns)} from raw.{table} "
+                "where kafka_topic = %s and kafka_partition = 1 and kafka_offset = %s",
+                (PREFIX + topic, offset),
+            )
+            (row,) = cur.fetchall()
+    finally:
+        conn.close()
+    for (column, attribute), value in zip(columns.items(), row, strict=True):
+        expected = getattr(result, attribute)
+        if column == "device_id":
+            expected = str(expected)
+        assert value == expected, column

@@ -11,8 +11,10 @@ import pytest
 from streaming.contracts import (
     SCHEMA_DIR,
     AccessEvent,
+    AccessEventV0,
     DeviceRegistration,
     HealthReport,
+    HealthReportV0,
     Invalid,
     Validator,
     json_schemas,
@@ -177,3 +179,59 @@ def test_schemas_accept_and_reject_like_the_validator(
     jsonschema.validate(good, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+# --- version 0: the original guide's format ---------------------------------------------
+GUIDE_EVENT = {
+    "event_id": "42-1764373440123",
+    "device_id": 42,
+    "event_ts": "2025-11-29T01:24:00.123456",
+    "event_type": "command_failed",
+    "trigger_source": "button",
+}
+GUIDE_HEALTH = {
+    "device_id": 42,
+    "reported_at": "2025-11-29T01:24:00.123456",
+    "battery_pct": 57,
+    "signal_strength_dbm": -71,
+    "is_online": True,
+}
+
+
+def test_the_guides_own_messages_are_valid_v0() -> None:
+    event = check(EVENTS, GUIDE_EVENT)
+    assert isinstance(event, AccessEventV0) and event.schema_version == 0
+    assert event.device_id == 42 and event.event_id == "42-1764373440123"
+    assert event.event_ts == datetime(2025, 11, 29, 1, 24, 0, 123456, tzinfo=UTC)  # naive is UTC
+    health = check(HEALTH, GUIDE_HEALTH)
+    assert isinstance(health, HealthReportV0) and health.battery_pct == 57
+    assert isinstance(check(EVENTS, {**GUIDE_EVENT, "schema_version": 0}), AccessEventV0)
+    assert isinstance(check(EVENTS, {**GUIDE_EVENT, "device_id": "gate-7"}), AccessEventV0)
+
+
+@pytest.mark.parametrize(
+    ("topic", "body", "kind"),
+    [
+        (EVENTS, {**GUIDE_EVENT, "schema_version": 2}, "out_of_domain"),
+        (HEALTH, {**GUIDE_HEALTH, "schema_version": "1.0"}, "out_of_domain"),
+        (EVENTS, {**GUIDE_EVENT, "trigger_source": "keypad"}, "out_of_domain"),
+        (EVENTS, {**GUIDE_EVENT, "device_id": 2**63}, "out_of_range"),
+        (EVENTS, {**GUIDE_EVENT, "device_id": -1}, "out_of_range"),
+        (EVENTS, {**GUIDE_EVENT, "event_ts": "2025-11-29T01:24:00+16:00"}, "out_of_range"),
+        (EVENTS, {**GUIDE_EVENT, "event_ts": "1970-01-01T00:00:00"}, "implausible_timestamp"),
+        (EVENTS, {**GUIDE_EVENT, "event_ts": "2027-11-29T01:24:00"}, "future_timestamp"),
+        (EVENTS, {**GUIDE_EVENT, "device_id": "a\u0000b"}, "nul_character"),
+        (EVENTS, {k: v for k, v in GUIDE_EVENT.items() if k != "event_id"}, "missing_field"),
+        (HEALTH, {**GUIDE_HEALTH, "battery_pct": 101}, "out_of_range"),
+        (DEVICES, {"device_id": 42, "status": "active"}, "wrong_type"),  # no v0 registry
+    ],
+)
+def test_v0_is_checked_like_v1(topic: str, body: object, kind: str) -> None:
+    result = check(topic, body)
+    assert isinstance(result, Invalid) and result.kind == kind, result
+
+
+def test_an_unknown_version_names_the_versions_there_are() -> None:
+    result = check(EVENTS, {**GUIDE_EVENT, "schema_version": 7})
+    assert isinstance(result, Invalid) and "unknown schema_version 7" in result.detail
+    assert "(v0)" in result.detail

@@ -18,7 +18,7 @@ from analytics.kafka_ui.inspector import PREVIEW_CHARS, pretty
 from streaming.consumer import DLQ_MAX_COPY_BYTES, absorb_record, dlq_copy
 from streaming.contracts import ERROR_KINDS, Validator
 from streaming.sink import Batch, DeadLetter, Record
-from streaming.topics import DATA_TOPICS
+from streaming.topics import DATA_TOPICS, DEVICES, EVENTS
 from tests.fuzz_corpus import CORPUS
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
@@ -134,3 +134,24 @@ def test_dlq_copy_always_fits_the_topic(key: bytes | None, size: int, detail: st
     assert (truncated is not None) == (len(copy_value or b"") < size)
     if truncated is not None:
         assert truncated == str(size).encode() and value.startswith(copy_value or b"")
+
+
+def test_registry_tombstones_are_removals_and_need_a_key() -> None:
+    batch = Batch()
+    absorb_record(
+        batch,
+        VALIDATOR.validate,
+        Record("t", 0, 1, 1_764_000_000_000, b"dev-9", None),
+        DEVICES,
+        NOW,
+    )
+    absorb_record(
+        batch, VALIDATOR.validate, Record("t", 0, 2, 1_764_000_000_000, None, None), DEVICES, NOW
+    )
+    absorb_record(batch, VALIDATOR.validate, Record("t", 0, 3, -1, b"dev-8", None), DEVICES, NOW)
+    (first, third) = batch.lines["device_registry"]
+    assert "\tdev-9\t" in first and "\tremoved\t2025-11-24T16:00:00+00:00\t" in first
+    assert f"\tremoved\t{NOW.isoformat()}\t" in third  # no record timestamp: when it was read
+    assert [d.kind for d in batch.dead] == ["invalid_key"]
+    absorb_record(batch, VALIDATOR.validate, Record("t", 0, 4, 0, b"dev-1", None), EVENTS, NOW)
+    assert batch.dead[-1].kind == "not_json"  # a null value elsewhere is no removal

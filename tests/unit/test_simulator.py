@@ -13,7 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from streaming.contracts import AccessEvent, DeviceRegistration, Invalid, Validator
+from streaming.contracts import (
+    AccessEvent,
+    AccessEventV0,
+    DeviceRegistration,
+    HealthReportV0,
+    Invalid,
+    Validator,
+)
 from streaming.simulator import REGIONS, Simulator, SimulatorConfig
 from streaming.topics import DEVICES, EVENTS, HEALTH
 
@@ -137,3 +144,35 @@ def test_bad_flags_are_one_line_exit_2(args: list[str]) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+
+
+def test_v0_format_is_the_guides_and_its_truth_matches_the_validator() -> None:
+    messages = run(4000, seed=8, invalid_ratio=0.1, duplicate_ratio=0.05, format="v0")
+    validator = Validator()
+    kinds = set()
+    for m in messages:
+        result = validator.validate(m.topic, m.value, m.timestamp)
+        if m.truth.valid:
+            assert isinstance(result, AccessEventV0 | HealthReportV0), (m.value, result)
+        else:
+            assert isinstance(result, Invalid) and result.kind == m.truth.invalid_kind, (
+                m.truth,
+                result,
+            )
+        kinds.add(m.truth.invalid_kind)
+    assert {m.topic for m in messages} == {EVENTS, HEALTH}  # the guide has no registry topic
+    body = json.loads(next(m.value for m in messages if m.topic == EVENTS and m.truth.valid))
+    assert set(body) == {"event_id", "device_id", "event_ts", "event_type", "trigger_source"}
+    assert isinstance(body["device_id"], int) and "+" not in body["event_ts"]
+    assert body["event_id"].startswith(f"{body['device_id']}-")
+    triggers = {
+        json.loads(m.value)["trigger_source"]
+        for m in messages
+        if m.topic == EVENTS and m.truth.valid
+    }
+    assert triggers <= {"app", "button", "remote", "voice"}
+    types = {
+        json.loads(m.value)["event_type"] for m in messages if m.topic == EVENTS and m.truth.valid
+    }
+    assert "command_failed" in types and "fail" not in types
+    assert len(kinds) >= 8
