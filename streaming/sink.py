@@ -539,6 +539,76 @@ class PostgresSink:
             self.discard()
             raise
 
+    def redrive(
+        self, batch: Batch
+    ) -> tuple[list[tuple[str, int, int, int, str]], list[tuple[str, int, int, int, str, str]]]:
+        """Land a batch of redriven dead letters and mark them, in one transaction.
+
+        Returns (landed, still invalid): the coordinates of the rows that landed with
+        their table, and of the records still invalid with their new kind and detail.
+        Positions and batch statistics are not touched: these records were read before.
+        """
+        conn = self.connect()
+        self._skipped = 0
+        dead = list(batch.dead)
+        try:
+            with conn.cursor() as cur:
+                for table, lines in batch.lines.items():
+                    if lines:
+                        self._land(cur, table, lines, batch.records[table], dead, True)
+                refused = {
+                    (d.record.topic, d.record.partition, d.record.offset, d.record.epoch)
+                    for d in dead
+                }
+                landed = [
+                    (r.topic, r.partition, r.offset, r.epoch, f"raw.{table}")
+                    for table, records in batch.records.items()
+                    for r in records
+                    if (r.topic, r.partition, r.offset, r.epoch) not in refused
+                ]
+                failed = [
+                    (
+                        d.record.topic,
+                        d.record.partition,
+                        d.record.offset,
+                        d.record.epoch,
+                        d.kind,
+                        d.detail,
+                    )
+                    for d in dead
+                ]
+                if landed:
+                    execute_values(
+                        cur,
+                        "update raw.dead_letters as d set redriven_at = clock_timestamp(), "
+                        "redriven_to = v.target, redrive_error_kind = null, "
+                        "redrive_error_detail = null "
+                        "from (values %s) as v (topic, partition, kafka_offset, epoch, target) "
+                        "where d.kafka_topic = v.topic and d.kafka_partition = v.partition "
+                        "and d.kafka_offset = v.kafka_offset and d.kafka_log_epoch = v.epoch",
+                        landed,
+                        template="(%s, %s, %s::bigint, %s::smallint, %s)",
+                        page_size=len(landed),
+                    )
+                if failed:
+                    execute_values(
+                        cur,
+                        "update raw.dead_letters as d set redrive_error_kind = v.kind, "
+                        "redrive_error_detail = v.detail "
+                        "from (values %s) as v (topic, partition, kafka_offset, epoch, kind, "
+                        "detail) "
+                        "where d.kafka_topic = v.topic and d.kafka_partition = v.partition "
+                        "and d.kafka_offset = v.kafka_offset and d.kafka_log_epoch = v.epoch",
+                        failed,
+                        template="(%s, %s, %s::bigint, %s::smallint, %s, %s)",
+                        page_size=len(failed),
+                    )
+            conn.commit()
+        except BaseException:
+            self.discard()
+            raise
+        return landed, failed
+
     # --- the batch transaction ----------------------------------------------
     def write(self, batch: Batch, publish: DeadLetterPublisher | None = None) -> BatchResult:
         """Land the batch in one transaction; raises psycopg2 errors if the database is
