@@ -40,6 +40,7 @@ __all__ = [
     "ERROR_KINDS",
     "MAX_UTC_OFFSET",
     "SCHEMA_DIR",
+    "V0_EVENT_NAMESPACE",
     "AccessEvent",
     "AccessEventV0",
     "Contract",
@@ -50,6 +51,7 @@ __all__ = [
     "Invalid",
     "Validator",
     "json_schemas",
+    "v0_event_uuid",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -160,6 +162,15 @@ class AccessEventV0(msgspec.Struct, kw_only=True):
     event_type: Literal["open", "close", "fail", "command_failed"]
     trigger_source: Literal["app", "button", "remote", "voice"]
     schema_version: Literal[0] = 0
+
+
+# Namespace of the name-based UUIDs given to v0 event ids (uuid5 of "<device>:<event id>").
+V0_EVENT_NAMESPACE: Final = uuid.UUID("6f3c1b1e-5a0e-4c1a-9a57-0d5a1e2b7c01")
+
+
+def v0_event_uuid(device_id: int | str, event_id: str) -> uuid.UUID:
+    """The v1 event_id of a v0 event: the same device and event id give the same UUID."""
+    return uuid.uuid5(V0_EVENT_NAMESPACE, f"{device_id}:{event_id}")
 
 
 class HealthReportV0(msgspec.Struct, kw_only=True):

@@ -41,6 +41,7 @@ from streaming.contracts import (
     HealthReport,
     HealthReportV0,
     Invalid,
+    v0_event_uuid,
 )
 from streaming.topics import DEVICES, EVENTS, HEALTH
 
@@ -183,7 +184,8 @@ def copy_line(
         )
     if type(record) is AccessEventV0:
         return (
-            f"{head}0\t\\N\t{_text(str(record.device_id))}\t\\N\t{record.event_ts.isoformat()}\t"
+            f"{head}0\t{v0_event_uuid(record.device_id, record.event_id)}\t"
+            f"{_text(str(record.device_id))}\t\\N\t{record.event_ts.isoformat()}\t"
             f"{record.event_type}\t{record.trigger_source}\t\\N\t\\N\t{_text(record.event_id)}\n"
         )
     if type(record) is HealthReportV0:

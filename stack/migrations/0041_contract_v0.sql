@@ -1,15 +1,13 @@
 -- Contract v0: the original guide's format, which devices in the field send. It lands
 -- with its original values and schema_version 0; staging maps it to v1.
---   access events: the device's own event id (not a UUID) in source_event_id, no
---     event_id, no household;
+--   access events: the device's own event id (not a UUID) in source_event_id and, in
+--     event_id, a name-based UUID of it (uuid5 of the device id and that event id, so a
+--     resent event keeps its id and the dedupe index serves both versions); no household;
 --   health reports: no firmware version;
 --   registry: a tombstone (null value) on the compacted topic lands as status 'removed'
 --     with only the device id and the moment (the Kafka record's timestamp).
 alter table raw.access_events add column if not exists source_event_id text;
-alter table raw.access_events alter column event_id drop not null;
 alter table raw.access_events alter column household_id drop not null;
-alter table raw.access_events add constraint access_events_event_id_present
-    check (event_id is not null or source_event_id is not null) not valid;
 
 alter table raw.device_health alter column firmware_version drop not null;
 

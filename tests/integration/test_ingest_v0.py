@@ -9,6 +9,7 @@ from confluent_kafka import Producer
 from ingest_helpers import counts, new_prefix, query, start_consumer, stop_consumer, wait_until
 
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
+from streaming.contracts import v0_event_uuid
 from streaming.topics import DEVICES, EVENTS, HEALTH
 
 
@@ -59,7 +60,7 @@ def test_guide_messages_and_tombstones_land_as_v0(
     assert len(rows) == 2
     assert rows[0] == (
         0,
-        None,
+        str(v0_event_uuid(42, "42-1764373440123")),
         "42-1764373440123",
         "42",
         None,

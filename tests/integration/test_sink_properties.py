@@ -25,6 +25,7 @@ from streaming.contracts import (
     HealthReport,
     HealthReportV0,
     Validator,
+    v0_event_uuid,
 )
 from streaming.sink import Batch, PostgresSink, Record
 from streaming.topics import DEVICES, EVENTS, HEALTH
@@ -222,6 +223,7 @@ COLUMNS_V0 = {
     EVENTS: (
         "access_events",
         {
+            "event_id::text": "v0_uuid",
             "source_event_id": "event_id",
             "device_id": "device_id",
             "event_ts": "event_ts",
@@ -290,7 +292,11 @@ def test_accepted_v0_records_are_stored_with_their_original_values(
     finally:
         conn.close()
     for (column, attribute), value in zip(columns.items(), row, strict=True):
-        expected = getattr(result, attribute)
+        if attribute == "v0_uuid":
+            assert isinstance(result, AccessEventV0)
+            expected: object = str(v0_event_uuid(result.device_id, result.event_id))
+        else:
+            expected = getattr(result, attribute)
         if column == "device_id":
             expected = str(expected)
         assert value == expected, column
