@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup up down status logs wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard lint transform psql
+.PHONY: help setup up down status logs stop start restart wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard lint transform psql
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,6 +27,15 @@ status: ## each service: state, pid, address
 
 logs: ## follow the service logs
 	@$(PY) -m stack logs
+
+stop: ## stop one service of the running stack: make stop SERVICE=consumer
+	@$(PY) -m stack stop $(SERVICE)
+
+start: ## start one service of the running stack: make start SERVICE=consumer
+	@$(PY) -m stack start $(SERVICE)
+
+restart: ## restart one service of the running stack: make restart SERVICE=consumer
+	@$(PY) -m stack restart $(SERVICE)
 
 wipe: ## delete the embedded stack's data (run `make down` first)
 	@$(PY) -m stack wipe

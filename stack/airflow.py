@@ -29,7 +29,14 @@ from pathlib import Path
 import psycopg2
 from cryptography.fernet import Fernet
 
-from stack.config import AIRFLOW_DATABASE, DATABASE, REPO_ROOT, StackConfig, StackError
+from stack.config import (
+    AIRFLOW_DATABASE,
+    DATABASE,
+    REPO_ROOT,
+    StackConfig,
+    StackError,
+    write_private,
+)
 
 __all__ = [
     "ENV_FILE",
@@ -130,12 +137,10 @@ def prepare(config: StackConfig, env: dict[str, str]) -> None:
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         }
-        path.write_text(json.dumps(values))
-        path.chmod(0o600)
+        write_private(path, json.dumps(values))
     user, password = credentials(env)
     passwords = _passwords_path(config)
-    passwords.write_text(json.dumps({user: password}))
-    passwords.chmod(0o600)
+    write_private(passwords, json.dumps({user: password}))
 
 
 def _stack_secrets(config: StackConfig) -> dict[str, str]:
@@ -194,6 +199,8 @@ def airflow_env(config: StackConfig, env: dict[str, str]) -> dict[str, str]:
                 f"http://127.0.0.1:{config.airflow_port}/execution/"
             ),
             "AIRFLOW__API__HOST": "127.0.0.1",
+            # the scheduler's health server listens on every interface by default
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(config.airflow_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{config.airflow_port}",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",

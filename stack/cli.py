@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stack import airflow, kafka, postgres
-from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError
+from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError, write_private
 from stack.migrate import apply_migrations
 from stack.services import Service, services, supervisord_conf
 
@@ -127,7 +127,7 @@ def _wait_listening(config: StackConfig, name: str, port: int, timeout: float = 
 
 def _start_supervisor(config: StackConfig, entries: list[Service]) -> None:
     conf = config.root / "supervisord.conf"
-    conf.write_text(supervisord_conf(config, entries))
+    write_private(conf, supervisord_conf(config, entries))  # it holds the services' secrets
     if supervisor_pid(config) is None:
         (config.run_dir / "supervisor.sock").unlink(missing_ok=True)
         subprocess.run(
@@ -235,11 +235,36 @@ def _rpc_start(config: StackConfig, names: list[str]) -> None:
                     raise
 
 
+def stop_order(entries: list[Service]) -> list[str]:
+    """Clients first, the services they use last: the simulator before the consumer
+    (which lands its last batch), Airflow and the pages, then Kafka, then PostgreSQL."""
+    apps = [s.name for s in entries if s.stage == "app"]
+    first = [n for n in ("simulator", "consumer") if n in apps]
+    infra = [s.name for s in entries if s.stage == "infra"]
+    return (
+        first + [n for n in apps if n not in first] + sorted(infra, key=lambda n: n == "postgres")
+    )
+
+
+def _stop(config: StackConfig, names: list[str]) -> None:
+    server = _rpc(config)
+    info = _process_info(config)
+    for name in names:
+        if info.get(name, {}).get("statename") in {"RUNNING", "STARTING", "BACKOFF"}:
+            try:
+                server.supervisor.stopProcess(name, True)  # waits for its stopwaitsecs
+            except xmlrpc.client.Fault as fault:
+                if "NOT_RUNNING" not in fault.faultString:
+                    raise
+
+
 def cmd_down(config: StackConfig) -> None:
     pid = supervisor_pid(config)
     if pid is None:
         _say("the stack is not running")
         return
+    order = [n for n in stop_order(services(config)) if n in _process_info(config)]
+    _step(f"stopping {', '.join(order)}", lambda: _stop(config, order))
 
     def stop() -> None:
         try:
@@ -255,7 +280,7 @@ def cmd_down(config: StackConfig) -> None:
             time.sleep(0.3)
         raise StackError(f"supervisord (pid {pid}) did not stop within 120s")
 
-    _step("stopping every service", stop)
+    _step("stopping supervisord", stop)
     _say(f"stopped; data kept in {config.root}")
 
 
@@ -290,12 +315,24 @@ def describe_state(state: str, exits: list[datetime], now: datetime) -> str:
     return state
 
 
+def format_uptime(seconds: int) -> str:
+    """One token: 45s, 12m05s, 3h04m, 2d03h."""
+    minutes, secs = divmod(max(seconds, 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def cmd_status(config: StackConfig) -> None:
     info = _process_info(config)
     log = config.log_dir / "supervisord.log"
     exits = unexpected_exits(log.read_text(errors="replace")) if info and log.exists() else {}
     now = datetime.now()  # supervisord logs local time
-    rows = [("SERVICE", "STATE", "PID", "RESTARTS", "ADDRESS", "LISTENING")]  # restarts:
+    rows = [("SERVICE", "STATE", "PID", "RESTARTS", "UPTIME", "ADDRESS", "LISTENING")]  # restarts:
     # unexpected exits since the supervisor started; crash-loop: BACKOFF/FATAL or 3 in 10 min
     for svc in services(config):
         proc = info.get(svc.name, {})
@@ -304,11 +341,15 @@ def cmd_status(config: StackConfig) -> None:
         pid = str(proc.get("pid") or "-")
         address = f"127.0.0.1:{svc.port}" if svc.port else "-"
         listening = ("yes" if port_in_use(svc.port) else "no") if svc.port else "-"
-        rows.append((svc.name, state, pid, str(len(died)), address, listening))
+        uptime = "-"
+        if proc.get("statename") == "RUNNING" and proc.get("start"):
+            uptime = format_uptime(int(proc.get("now", 0) - proc["start"]))
+        rows.append((svc.name, state, pid, str(len(died)), uptime, address, listening))
     if config.pg_external:
-        rows.append(("postgres", "EXTERNAL", "-", "-", f"{config.pg_host}:{config.pg_port}", "-"))
+        where = f"{config.pg_host}:{config.pg_port}"
+        rows.append(("postgres", "EXTERNAL", "-", "-", "-", where, "-"))
     if config.kafka_external:
-        rows.append(("kafka", "EXTERNAL", "-", "-", config.kafka_bootstrap, "-"))
+        rows.append(("kafka", "EXTERNAL", "-", "-", "-", config.kafka_bootstrap, "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
@@ -316,6 +357,29 @@ def cmd_status(config: StackConfig) -> None:
         _say("\nsupervisord is not running: `make up` starts the stack")
     else:
         _say(f"\nlogs: {config.log_dir}  (make logs)")
+
+
+def _named(config: StackConfig, names: list[str]) -> list[str]:
+    known = [s.name for s in services(config)]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        what = f"no service {', '.join(repr(n) for n in unknown)}" if unknown else "no service"
+        raise StackError(f"{what}; services: {', '.join(known)} (e.g. SERVICE=consumer)")
+    if supervisor_pid(config) is None:
+        raise StackError("the stack is not running; `make up` starts it")
+    return names
+
+
+def cmd_service(config: StackConfig, action: str, names: list[str]) -> None:
+    """stop, start or restart named services of a running stack."""
+    names = _named(config, names)
+    if action in ("stop", "restart"):
+        ordered = [n for n in stop_order(services(config)) if n in names]
+        _step(f"stopping {', '.join(ordered)}", lambda: _stop(config, ordered))
+    if action in ("start", "restart"):
+        _rpc_start(config, names)
+        _step(f"starting {', '.join(names)}", lambda: _wait_running(config, names))
+    cmd_status(config)
 
 
 def cmd_logs(config: StackConfig, follow: bool) -> None:
@@ -358,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="what runs where")
     logs = sub.add_parser("logs", help="tail the service logs")
     logs.add_argument("--no-follow", action="store_true", help="print and exit")
+    for action in ("stop", "start", "restart"):
+        one = sub.add_parser(action, help=f"{action} services of a running stack")
+        one.add_argument("services", nargs="*", metavar="SERVICE", help="e.g. consumer")
     sub.add_parser("wipe", help="delete the stack's data (stack must be down)")
     sub.add_parser("migrate", help="apply database migrations")
     cli = sub.add_parser("airflow", help="run the airflow CLI against the stack's Airflow")
@@ -374,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_status(config)
         elif args.command == "logs":
             cmd_logs(config, follow=not args.no_follow)
+        elif args.command in ("stop", "start", "restart"):
+            cmd_service(config, args.command, args.services)
         elif args.command == "wipe":
             cmd_wipe(config)
         elif args.command == "migrate":

@@ -26,6 +26,15 @@ DATABASE = "smart_access"
 AIRFLOW_DATABASE = "airflow"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (created 0600, never briefly wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)  # an existing file keeps its old mode through O_CREAT
+
+
 class StackError(RuntimeError):
     """A problem the user can fix; its message is one line saying what and how."""
 

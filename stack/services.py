@@ -102,11 +102,13 @@ def services(config: StackConfig) -> list[Service]:
 # Airflow's four processes. api-server on loopback only; LocalExecutor with a
 # parallelism of 4 keeps the idle footprint near 0.9 GiB instead of spawning 32
 # workers. The supervisor stops them with TERM and waits for running tasks.
+# The scheduler and triggerer would also serve their logs on every interface (8793,
+# 8794); the api-server reads the same log folder on this machine, so they do not.
 _AIRFLOW_PROCESSES = (
     ("airflow-api-server", "Airflow API server and UI", ["api-server"]),
-    ("airflow-scheduler", "Airflow scheduler (LocalExecutor)", ["scheduler"]),
+    ("airflow-scheduler", "Airflow scheduler (LocalExecutor)", ["scheduler", "--skip-serve-logs"]),
     ("airflow-dag-processor", "Airflow DAG processor", ["dag-processor"]),
-    ("airflow-triggerer", "Airflow triggerer", ["triggerer"]),
+    ("airflow-triggerer", "Airflow triggerer", ["triggerer", "--skip-serve-logs"]),
 )
 
 

@@ -178,3 +178,90 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
         )
         distinct_raw, missing = cur.fetchone()
         assert distinct_raw > 0 and missing == 0, (distinct_raw, missing)
+
+
+def _listening_sockets() -> dict[int, list[tuple[str, int]]]:
+    """Socket inode -> (local address, port) of every TCP socket in LISTEN state."""
+    found: dict[int, list[tuple[str, int]]] = {}
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                if fields[3] != "0A":  # LISTEN
+                    continue
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)
+                # /proc prints each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                if width == 8:
+                    text = ".".join(str(b) for b in words)
+                else:
+                    text = ":".join(words[i : i + 2].hex() for i in range(0, 16, 2))
+                found.setdefault(int(fields[9]), []).append((text, int(port, 16)))
+    return found
+
+
+def _descendants(root_pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    seen, todo = set(), [root_pid]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo += children.get(pid, [])
+    return seen
+
+
+LOOPBACK = ("127.", "0000:0000:0000:0000:0000:0000:0000:0001", "0000:0000:0000:0000:0000:ffff:7f")
+
+
+def test_every_listener_is_loopback_and_secret_files_are_owner_only(
+    stack_env: dict[str, str],
+) -> None:
+    root = os.path.realpath(stack_env["SMART_ACCESS_STACK_DIR"])
+    with open(os.path.join(root, "run", "supervisord.pid")) as handle:
+        supervisor = int(handle.read().strip())
+    sockets = _listening_sockets()
+    listeners: list[tuple[int, str, int]] = []
+    for pid in _descendants(supervisor):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                for address, port in sockets.get(int(target[8:-1]), []):
+                    listeners.append((pid, address, port))
+    ports = {port for _pid, _address, port in listeners}
+    assert int(stack_env["AIRFLOW_PORT"]) in ports and int(stack_env["PGPORT"]) in ports
+    wide = [entry for entry in listeners if not entry[1].startswith(LOOPBACK)]
+    assert wide == [], f"listening beyond loopback (pid, address, port): {wide}"
+
+    secrets = [os.path.join(root, "supervisord.conf")]
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".json") and "airflow" in folder:
+                secrets.append(path)
+    loose = []
+    for path in secrets:
+        mode = os.stat(path).st_mode & 0o777
+        with open(path, errors="replace") as handle:
+            holds_secret = any(w in handle.read() for w in ("PASSWORD", "SECRET", "FERNET", '":'))
+        if holds_secret and mode & 0o077:
+            loose.append((path, oct(mode)))
+    assert os.path.join(root, "supervisord.conf") in secrets
+    assert loose == [], f"secret files readable beyond their owner: {loose}"

@@ -38,7 +38,7 @@ def _status(env: dict[str, str]) -> dict[str, list[str]]:
     result = _make("status", env)
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:] if line.strip()]
-    return {row[0]: row for row in rows if len(row) >= 6}
+    return {row[0]: row for row in rows if len(row) >= 7}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     for name in ("postgres", "kafka", "dashboard", "kafka-ui"):
         assert status[name][1] == "RUNNING", status
         assert status[name][3] == "0", status  # no unexpected exit yet
-        assert status[name][5] == "yes", status
+        assert status[name][6] == "yes", status
 
     # A second `make up` is a no-op: the same processes keep running.
     again = _make("up", stack_env)
@@ -86,15 +86,34 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     restarted = False
     while time.monotonic() < deadline:
         row = _status(stack_env)["kafka"]
-        if row[1] == "RUNNING" and row[2] != str(old_pid) and row[5] == "yes":
+        if row[1] == "RUNNING" and row[2] != str(old_pid) and row[6] == "yes":
             restarted = True
             assert row[3] == "1", row  # the kill counts as one restart
             break
         time.sleep(1)
     assert restarted, "the supervisor did not restart the killed broker"
 
+    # One service at a time: a wrong name is one line naming the services there are.
+    wrong = _make("stop", {**stack_env, "SERVICE": "consumr"})
+    assert wrong.returncode != 0
+    errors = [line for line in wrong.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'consumr'" in errors[0] and "consumer" in errors[0], wrong.stderr
+    stopped = _make("stop", {**stack_env, "SERVICE": "simulator"})
+    assert stopped.returncode == 0, stopped.stderr
+    assert _status(stack_env)["simulator"][1] == "STOPPED"
+    assert _status(stack_env)["consumer"][1] == "RUNNING"
+    before = _status(stack_env)["consumer"][2]
+    restarted = _make("restart", {**stack_env, "SERVICE": "consumer"})
+    assert restarted.returncode == 0, restarted.stderr
+    row = _status(stack_env)["consumer"]
+    assert row[1] == "RUNNING" and row[2] != before and row[3] == "0"  # asked for: no crash
+    started = _make("start", {**stack_env, "SERVICE": "simulator"})
+    assert started.returncode == 0 and _status(stack_env)["simulator"][1] == "RUNNING"
+
     down = _make("down", stack_env)
     assert down.returncode == 0, down.stderr
+    # clients stop first, the services they use last
+    assert "stopping simulator, consumer," in down.stdout and "kafka, postgres" in down.stdout
     ports = [
         int(stack_env[k])
         for k in (
