@@ -35,9 +35,7 @@ changed_events as (
         events.device_id,
         events.event_at
     from {{ ref('fct_access_events') }} as events
-    where events.transformed_at > (
-        select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
-    )
+    where {{ written_since_previous_build('events.transformed_at') }}
     and events.event_type in ('open', 'close')
 
 ),

@@ -34,6 +34,7 @@ health as (
 
     select * from {{ ref('stg_smart_access__device_health') }}
     where reported_at <= {{ reference_at() }}
+      and {{ ingested_window('device_health', 'ingested_at', lower=false) }}
 
 ),
 
