@@ -134,6 +134,11 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
     for device in fleet[0:8]:
         at = T0 + timedelta(minutes=ledger.rng.randint(0, 110), seconds=ledger.rng.randint(0, 59))
         ledger.event(device, at, ledger.rng.choice(["open", "close", "fail"]), ingested_at=late)
+    # A low reading from before dev-0005's open low-battery episode, three days late: the
+    # episode now starts earlier and keeps its alert_id.
+    ledger.report(
+        dev["dev-0005"], T0 + timedelta(minutes=90, seconds=40), battery=4, ingested_at=late
+    )
     # Duplicates of phase-1 events, re-sent three days later.
     for row in ledger.rng.sample(early_rows, 15):
         ledger.resend(row, late + timedelta(seconds=5))
@@ -262,10 +267,17 @@ def phase2(warehouse, phase1):
             (T0 + timedelta(minutes=60),),
         )
         before = cur.fetchone()
+        cur.execute(
+            "select alert_id, started_at from marts.fct_alerts"
+            " where device_id = 'dev-0005' and alert_type = 'low_battery'"
+            " and started_at between %s and %s",
+            (T0 + timedelta(minutes=80), T0 + timedelta(minutes=91)),
+        )
+        before_alert = cur.fetchall()
     _phase2(ledger, phase1[0])
     ledger.flush(conn)
     result = build(warehouse["env"], warehouse["target"], REF2.isoformat())
-    return before, result
+    return before, result, before_alert
 
 
 def test_full_build_matches_recomputation(warehouse, phase1) -> None:
@@ -281,7 +293,7 @@ def test_full_build_matches_recomputation(warehouse, phase1) -> None:
 
 def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) -> None:
     ledger, conn = warehouse["ledger"], warehouse["conn"]
-    before, result = phase2
+    before, result, _ = phase2
     truth = Truth(ledger.events, ledger.health, ledger.registry, REF2)
     with conn, conn.cursor() as cur:
         _assert_matches(cur, truth)
@@ -306,6 +318,22 @@ def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) ->
         assert cur.fetchone() == (4, 4)
     # The incremental run only wrote the new rows (plus the lookback and reprocessing).
     assert result.rows_affected["fct_access_events"] < len(ledger.events) // 2
+
+
+def test_alert_id_is_stable_for_an_episode_late_data_changes(warehouse, phase2) -> None:
+    # (before test_incremental_equals_full_refresh: a full refresh gives new ids)
+    _, _, before_alert = phase2
+    with warehouse["conn"] as conn, conn.cursor() as cur:
+        cur.execute(
+            "select alert_id, started_at, is_open from marts.fct_alerts"
+            " where device_id = 'dev-0005' and alert_type = 'low_battery'"
+            " and started_at between %s and %s",
+            (T0 + timedelta(minutes=80), T0 + timedelta(minutes=91)),
+        )
+        after = cur.fetchall()
+    assert before_alert == [(before_alert[0][0], T0 + timedelta(minutes=90, seconds=45))]
+    # One episode, now starting at the late reading, closed by phase 2's reports.
+    assert after == [(before_alert[0][0], T0 + timedelta(minutes=90, seconds=40), False)]
 
 
 def test_snapshot_records_the_firmware_rollout(warehouse, phase2) -> None:
@@ -349,7 +377,7 @@ def test_incremental_equals_full_refresh(warehouse, phase2) -> None:
 
 
 def test_build_results_are_recorded_for_the_dashboard(warehouse, phase2) -> None:
-    _, result = phase2
+    _, result, _ = phase2
     conn = psycopg2.connect(
         warehouse["dsn"]
         .replace("user=postgres", "user=smart_access_analyst")

@@ -6,6 +6,8 @@
         on_schema_change='fail',
         indexes=[
             {'columns': ['session_id'], 'unique': True},
+            {'columns': ['device_id', 'opened_at']},
+            {'columns': ['opened_at']},
         ],
     )
 }}

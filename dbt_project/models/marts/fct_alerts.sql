@@ -1,6 +1,20 @@
--- Every alert episode up to the reference time (var reference_at, default now), one
--- row each; ended_at is null while the condition still holds. Rules (thresholds are
--- dbt vars):
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ create_alert_scope() }}",
+        post_hook="{{ delete_superseded_alerts() }}",
+        indexes=[
+            {'columns': ['device_id', 'alert_type', 'started_at']},
+            {'columns': ['is_open', 'device_id']},
+            {'columns': ['evaluated_at']},
+        ],
+    )
+}}
+-- Every alert episode up to the reference time (var reference_at, default the data
+-- watermark), one row each; ended_at is null while the condition still holds. Rules
+-- (thresholds are dbt vars):
 --   repeated_failures  at least repeated_failures_count (3) fails on one device within
 --                      repeated_failures_window_minutes (5): active from each such fail
 --                      until the window's oldest fail is 5 minutes old; overlapping
@@ -14,14 +28,82 @@
 --                      the first, ends at the next report at or above it. critical
 --                      below critical_battery_pct (5).
 --   offline            more than offline_minutes (15) without a health report: starts
---                      15 minutes after the last report, ends at the next one. Open
---                      offline alerts of retired devices are not raised. critical after
+--                      15 minutes after the last report, ends at the next one - so a
+--                      device that stops reporting alerts by absence. Open offline
+--                      alerts of retired devices are not raised. critical after
 --                      offline_critical_minutes (60).
--- Rebuilt on every run: open alerts depend on the reference time.
+-- Incremental: per device and alert type only the episodes from the scope's since_at
+-- on are recomputed (macros/alert_scope.sql says what touches them), from the data
+-- they need: fails from 5 minutes before, sessions opened from 10 minutes before,
+-- health reports from 15 minutes before. alert_id is kept for an episode across
+-- builds: a recomputed episode that overlaps one written before takes its id.
+
+-- The scope (pre-hook) also reads these:
+-- depends_on: {{ ref('int_device_health_latest') }}
+-- depends_on: {{ ref('stg_smart_access__device_registry') }}
 
 {% set fail_n = var('repeated_failures_count') | int %}
 
 with
+
+{% if is_incremental() %}
+
+scope as (
+
+    select * from {{ alert_scope_relation() }}
+
+),
+
+events as (
+
+    select fct.*
+    from scope
+    inner join {{ ref('fct_access_events') }} as fct
+        on fct.device_id = scope.device_id
+        and fct.event_at >= scope.since_at - {{ minutes_var('repeated_failures_window_minutes') }}
+    where scope.alert_type = 'repeated_failures'
+      and fct.event_at <= {{ reference_at() }}
+
+),
+
+door_sessions as (
+
+    select sessions.*
+    from scope
+    inner join {{ ref('int_door_sessions') }} as sessions
+        on sessions.device_id = scope.device_id
+        and sessions.opened_at >= scope.since_at - {{ minutes_var('door_open_minutes') }}
+    where scope.alert_type = 'door_left_open'
+
+),
+
+battery_health as (
+
+    select health.*
+    from scope
+    inner join {{ ref('stg_smart_access__device_health') }} as health
+        on health.device_id = scope.device_id
+        and health.reported_at >= scope.since_at
+    where scope.alert_type = 'low_battery'
+      and health.reported_at <= {{ reference_at() }}
+      and {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
+
+),
+
+offline_health as (
+
+    select health.*
+    from scope
+    inner join {{ ref('stg_smart_access__device_health') }} as health
+        on health.device_id = scope.device_id
+        and health.reported_at >= scope.since_at - {{ minutes_var('offline_minutes') }}
+    where scope.alert_type = 'offline'
+      and health.reported_at <= {{ reference_at() }}
+      and {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
+
+),
+
+{% else %}
 
 events as (
 
@@ -30,13 +112,27 @@ events as (
 
 ),
 
-health as (
+door_sessions as (
+
+    select * from {{ ref('int_door_sessions') }}
+
+),
+
+battery_health as (
 
     select * from {{ ref('stg_smart_access__device_health') }}
     where reported_at <= {{ reference_at() }}
       and {{ ingested_window('device_health', 'ingested_at', lower=false) }}
 
 ),
+
+offline_health as (
+
+    select * from battery_health
+
+),
+
+{% endif %}
 
 current_devices as (
 
@@ -147,7 +243,7 @@ door_left_open as (
             else 'warning'
         end as severity
 
-    from {{ ref('int_door_sessions') }} as sessions
+    from door_sessions as sessions
     where sessions.opened_at <= {{ reference_at() }}
       and coalesce(sessions.ended_at, {{ reference_at() }}) - sessions.opened_at
         > {{ minutes_var('door_open_minutes') }}
@@ -168,7 +264,7 @@ battery_readings as (
         ) as was_low,
         lead(health.reported_at) over device_order as next_reported_at
 
-    from health
+    from battery_health as health
     window device_order as (partition by health.device_id order by health.reported_at)
 
 ),
@@ -220,7 +316,7 @@ report_gaps as (
             partition by health.device_id order by health.reported_at
         ) as next_reported_at
 
-    from health
+    from offline_health as health
 
 ),
 
@@ -262,11 +358,9 @@ unioned as (
 
 ),
 
-final as (
+computed as (
 
     select
-        md5(concat_ws('|', unioned.alert_type, unioned.device_id,
-            extract(epoch from unioned.started_at)::text)) as alert_id,
         unioned.alert_type,
         unioned.device_id,
         unioned.household_id,
@@ -276,11 +370,90 @@ final as (
                 then unioned.condition_until_at
         end as ended_at,
         not coalesce(unioned.condition_until_at <= {{ reference_at() }}, false) as is_open,
-        unioned.severity,
-        {{ reference_at() }} as evaluated_at
+        unioned.severity
 
     from unioned
+    {% if is_incremental() %}
+    inner join scope
+        on scope.device_id = unioned.device_id
+        and scope.alert_type = unioned.alert_type
+        and unioned.started_at >= scope.since_at
+    {% endif %}
     where unioned.started_at <= {{ reference_at() }}
+
+),
+
+{% if is_incremental() %}
+
+-- The episodes these replace, for their ids: an episode that overlaps one written
+-- before keeps that one's alert_id (the earliest such; a split leaves the id with
+-- its first part).
+replaced as (
+
+    select alerts.alert_id, alerts.device_id, alerts.alert_type, alerts.started_at,
+        alerts.ended_at
+    from scope
+    inner join {{ this }} as alerts
+        on alerts.device_id = scope.device_id
+        and alerts.alert_type = scope.alert_type
+        and alerts.started_at >= scope.since_at
+
+),
+
+claims as (
+
+    select
+        computed.*,
+        previous.alert_id as previous_alert_id,
+        row_number() over (
+            partition by previous.alert_id order by computed.started_at
+        ) as claim_rank
+
+    from computed
+    left join lateral (
+        select replaced.alert_id
+        from replaced
+        where replaced.device_id = computed.device_id
+          and replaced.alert_type = computed.alert_type
+          and replaced.started_at <= coalesce(computed.ended_at, timestamptz 'infinity')
+          and computed.started_at <= coalesce(replaced.ended_at, timestamptz 'infinity')
+        order by replaced.started_at
+        limit 1
+    ) as previous on true
+
+),
+
+{% else %}
+
+claims as (
+
+    select computed.*, null::text as previous_alert_id, 1 as claim_rank
+    from computed
+
+),
+
+{% endif %}
+
+final as (
+
+    select
+        case
+            when claims.previous_alert_id is not null and claims.claim_rank = 1
+                then claims.previous_alert_id
+            else md5(concat_ws('|', claims.alert_type, claims.device_id,
+                extract(epoch from claims.started_at)::text))
+        end as alert_id,
+        claims.alert_type,
+        claims.device_id,
+        claims.household_id,
+        claims.started_at,
+        claims.ended_at,
+        claims.is_open,
+        claims.severity,
+        {{ reference_at() }} as evaluated_at,
+        {{ run_started_at_ts() }} as transformed_at
+
+    from claims
 
 )
 
