@@ -82,3 +82,8 @@
 {% macro minutes_var(name) -%}
     interval '{{ var(name) | int }} minutes'
 {%- endmacro %}
+
+{# Days as a PostgreSQL interval literal from a dbt var. #}
+{% macro days_var(name) -%}
+    interval '{{ var(name) | int }} days'
+{%- endmacro %}

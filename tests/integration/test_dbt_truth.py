@@ -336,6 +336,30 @@ def test_alert_id_is_stable_for_an_episode_late_data_changes(warehouse, phase2) 
     assert after == [(before_alert[0][0], T0 + timedelta(minutes=90, seconds=40), False)]
 
 
+def test_fact_is_partitioned_by_event_day_and_late_events_land_in_old_days(
+    warehouse, phase2
+) -> None:
+    with warehouse["conn"] as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            select part.relname from pg_inherits as parts
+            join pg_class as part on part.oid = parts.inhrelid
+            where parts.inhparent = 'marts.fct_access_events'::regclass order by 1
+            """
+        )
+        partitions = [row[0] for row in cur.fetchall()]
+        # dev-0010's fail, three days late, sits in its own day's partition.
+        cur.execute(
+            "select tableoid::regclass::text, transformed_at > %s from marts.fct_access_events"
+            " where device_id = 'dev-0010' and event_at = %s",
+            (T0 + timedelta(days=1), T0 + timedelta(minutes=72, seconds=50)),
+        )
+        late = cur.fetchall()
+    # Event days 03-02 and 03-05, each with two days made ahead.
+    assert partitions == [f"fct_access_events_p202603{day:02d}" for day in range(2, 8)]
+    assert late == [("marts.fct_access_events_p20260302", True)]
+
+
 def test_snapshot_records_the_firmware_rollout(warehouse, phase2) -> None:
     conn = warehouse["conn"]
     rollout_at = PHASE2 + timedelta(minutes=10)

@@ -222,3 +222,32 @@ def test_consumer_lag_of_20_minutes_raises_no_false_alert(warehouse, overlapped)
     false_alerts = {(a[0], a[1]) for a in at_now - at_watermark if a[4] is None}
     assert ("door_left_open", door.device_id) in false_alerts
     assert sum(kind == "offline" for kind, _ in false_alerts) >= len(fleet) - 1
+
+
+def test_a_resend_beyond_the_dedupe_horizon_keeps_the_first_copy(warehouse, overlapped) -> None:
+    ledger, conn = warehouse["ledger"], warehouse["conn"]
+    original = ledger.events[0]
+    ledger.resend(original, original["_ingested_at"])
+    loader = psycopg2.connect(warehouse["loader_dsn"])
+    try:
+        ledger.flush(loader, stamp_with_clock=True)  # lands now: months after the first copy
+    finally:
+        loader.close()
+    result = run_dbt_build(
+        vars={"dedupe_horizon_days": 0, "reference_at": LAG_NOW.isoformat()},
+        env=warehouse["env"],
+        target_path=warehouse["target"],
+    )
+    assert result.success, result.failed_nodes
+    with conn, conn.cursor() as cur:
+        cur.execute(  # staging no longer sees the first copy: the resend is staged ...
+            "select count(*) from staging.stg_smart_access__access_events where event_id = %s",
+            (original["event_id"],),
+        )
+        staged = cur.fetchone()[0]
+        cur.execute(  # ... and the fact's key keeps the first copy
+            "select kafka_partition, kafka_offset from marts.fct_access_events where event_id = %s",
+            (original["event_id"],),
+        )
+        assert cur.fetchall() == [(original["kafka_partition"], original["kafka_offset"])]
+    assert staged == 2  # within a zero-day horizon neither copy sees the other

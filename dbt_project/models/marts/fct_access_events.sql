@@ -1,22 +1,22 @@
 {{
     config(
         materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='merge',
-        on_schema_change='fail',
-        indexes=[
-            {'columns': ['event_id'], 'unique': True},
-            {'columns': ['device_id', 'event_at']},
-            {'columns': ['transformed_at']},
-        ],
+        incremental_strategy='partitioned_append',
+        unique_key=['event_id', 'event_at'],
+        full_refresh=false,
+        on_schema_change='ignore',
     )
 }}
--- Indexes, each paid on every merged row: event_id (the merge key; unique, so
--- PostgreSQL itself rejects a duplicate event), (device_id, event_at) for the
+-- Partitioned by event day (UTC), append-only: the table, its partitions' layout and
+-- its local indexes come from migration 0051; the strategy (macros/
+-- partitioned_append.sql) creates the days' partitions ahead and appends. dbt must
+-- never replace it with a plain table, so `full_refresh=false` and a --full-refresh
+-- build takes the full branch below and empties the table first (flags.FULL_REFRESH).
+-- Indexes, all local to a day: (event_id, event_at) - the key; a resend carries the
+-- same event_at, so it is found in one partition - (device_id, event_at) for the
 -- per-device readers (int_access_events_windowed's and int_door_sessions' touched
--- windows, device_status_current's last event, the dashboard's device page) and
--- transformed_at for "rows written since". Nothing reads the fact by household: the
--- rollups by household come from int_access_events_windowed.
+-- windows, fct_alerts, device_status_current's last event, the dashboard's device
+-- page) and transformed_at for "rows written since".
 -- depends_on: {{ ref('stg_smart_access__device_registry') }}
 -- One row per unique access event with the device attributes valid when it happened.
 -- Incremental: the events landed in this build's commit-safe window, plus the events
@@ -25,12 +25,12 @@
 
 with
 
-{% if is_incremental() %}
+{% if is_incremental() and not flags.FULL_REFRESH %}
 
 -- Exactly the staged events landed in this build's commit-safe window (see
 -- smart_access.watermarks): each raw row is read by one successful build, and an
 -- event by the build that reads its first landed copy, so nothing is re-read by a
--- lookback. The merge on event_id only matters when a failed build is retried.
+-- lookback. Rewriting a row (a retried build) updates it in place.
 new_events as (
 
     select events.*
@@ -156,8 +156,3 @@ joined as (
 )
 
 select * from joined
-{% if is_incremental() -%}
--- In key order, the merge's inserts into the unique event_id index (random UUIDs)
--- walk its leaf pages once instead of jumping between them.
-order by joined.event_id
-{%- endif %}
