@@ -121,6 +121,15 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
         T0 - timedelta(days=10),
     )
     ledger.register(ghost, T0 - timedelta(days=5), PHASE2 + timedelta(minutes=2))
+    # Two firmware changes of one device between the same two builds, and a change
+    # older than the current version that lands three days late.
+    for minute, firmware in ((5, "1.6.0"), (20, "1.7.0")):
+        dev["dev-0002"].firmware_version = firmware
+        ledger.register(
+            dev["dev-0002"], PHASE2 + timedelta(minutes=minute), PHASE2 + timedelta(minutes=25)
+        )
+    dev["dev-0004"].firmware_version = "1.4.1"
+    ledger.register(dev["dev-0004"], T0 + timedelta(minutes=60), PHASE2 + timedelta(minutes=12))
     for device in fleet:
         if device.device_id not in SCRIPTED:
             ledger.door_activity(device, PHASE2, end)
@@ -360,33 +369,48 @@ def test_fact_is_partitioned_by_event_day_and_late_events_land_in_old_days(
     assert late == [("marts.fct_access_events_p20260302", True)]
 
 
-def test_snapshot_records_the_firmware_rollout(warehouse, phase2) -> None:
+def _versions(cur, device_id: str) -> list[tuple]:
+    cur.execute(
+        "select firmware_version, valid_from_at, valid_to_at from marts.dim_device"
+        " where device_id = %s order by valid_from_at",
+        (device_id,),
+    )
+    return cur.fetchall()
+
+
+def _firmware_of_events(cur, device_id: str, since) -> dict[str, int]:
+    cur.execute(
+        "select firmware_version, count(*) from marts.fct_access_events"
+        " where device_id = %s and event_at >= %s group by 1",
+        (device_id, since),
+    )
+    return dict(cur.fetchall())
+
+
+def test_device_history_holds_every_registry_change(warehouse, phase2) -> None:
     conn = warehouse["conn"]
     rollout_at = PHASE2 + timedelta(minutes=10)
+    first = T0 - timedelta(days=1, minutes=1)
     with conn, conn.cursor() as cur:
-        cur.execute(
-            """
-            select device_id, firmware_version, dbt_valid_from, dbt_valid_to
-            from snapshots.snap_device_registry where device_id = 'dev-0001'
-            order by dbt_valid_from
-            """
-        )
-        history = cur.fetchall()
-        assert [(r[1], r[3]) for r in history] == [("1.4.0", rollout_at), ("1.5.0", None)]
-        assert history[1][2] == rollout_at
-        cur.execute(
-            "select count(*) from snapshots.snap_device_registry where device_id = 'dev-0002'"
-        )
-        assert cur.fetchone()[0] == 1  # not in the rollout: one version
-        cur.execute(
-            """
-            select firmware_version, count(*) from marts.fct_access_events
-            where device_id = 'dev-0001' and event_at >= %s group by 1
-            """,
-            (PHASE2,),
-        )
-        by_firmware = dict(cur.fetchall())
-    assert set(by_firmware) == {"1.4.0", "1.5.0"}  # before and after the rollout
+        assert _versions(cur, "dev-0001") == [
+            ("1.4.0", first, rollout_at),
+            ("1.5.0", rollout_at, None),
+        ]
+        # Both changes between the two builds are versions of their own.
+        assert _versions(cur, "dev-0002") == [
+            ("1.4.0", first, PHASE2 + timedelta(minutes=5)),
+            ("1.6.0", PHASE2 + timedelta(minutes=5), PHASE2 + timedelta(minutes=20)),
+            ("1.7.0", PHASE2 + timedelta(minutes=20), None),
+        ]
+        # The late change older than the events already built rewrote them.
+        assert _versions(cur, "dev-0004") == [
+            ("1.4.0", first, T0 + timedelta(minutes=60)),
+            ("1.4.1", T0 + timedelta(minutes=60), None),
+        ]
+        late_change = _firmware_of_events(cur, "dev-0004", T0 + timedelta(minutes=60))
+        assert set(late_change) == {"1.4.1"}
+        assert set(_firmware_of_events(cur, "dev-0001", PHASE2)) == {"1.4.0", "1.5.0"}
+        assert set(_firmware_of_events(cur, "dev-0002", PHASE2)) == {"1.4.0", "1.6.0", "1.7.0"}
 
 
 def test_incremental_equals_full_refresh(warehouse, phase2) -> None:
