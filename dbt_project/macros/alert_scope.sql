@@ -11,7 +11,7 @@
                         the previous reference (offline by absence)
      all types          an open alert's start (its severity and end depend on the
                         reference); a registry change (household, retirement) reaches
-                        back to -infinity for the types that read the registry
+                        back to -infinity
    and then back to the start of an existing episode of that type still running at
    since_at (episodes of one type never overlap, so the latest one before is the only
    candidate). The scope lives in a temporary table of the build's session: the model
@@ -104,6 +104,16 @@ candidates as (
 
     union all
 
+    -- Registered devices that never reported: offline by absence from registration.
+    select devices.device_id, 'offline', timestamptz '-infinity'
+    from {{ ref('dim_device') }} as devices
+    where devices.is_current
+      and not exists (
+        select 1 from {{ ref('int_device_health_latest') }} as latest
+        where latest.device_id = devices.device_id
+      )
+    union all
+
     select alerts.device_id, alerts.alert_type, min(alerts.started_at)
     from {{ this }} as alerts
     where alerts.is_open
@@ -113,7 +123,9 @@ candidates as (
 
     select distinct changes.device_id, alert_types.alert_type, timestamptz '-infinity'
     from {{ ref('stg_smart_access__device_registry') }} as changes
-    cross join (values ('low_battery'), ('offline')) as alert_types (alert_type)
+    cross join (
+        values ('repeated_failures'), ('door_left_open'), ('low_battery'), ('offline')
+    ) as alert_types (alert_type)
     where {{ ingested_window('device_registry', 'changes.ingested_at') }}
 
 ),

@@ -325,6 +325,28 @@ def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) ->
             " where device_id = 'dev-0099'"
         )
         assert cur.fetchone() == (4, 4)
+        # The device registered late never sent a health report: offline from its
+        # registration on, by absence.
+        cur.execute(
+            "select started_at, ended_at, severity from marts.fct_alerts"
+            " where device_id = 'dev-0099' and alert_type = 'offline'"
+        )
+        assert cur.fetchall() == [(T0 - timedelta(days=5, minutes=-15), None, "critical")]
+        # The retired device: its running offline episode ended at the retirement, and
+        # nothing (its door kept reporting) starts after it.
+        retired_at = PHASE2 + timedelta(minutes=1)
+        cur.execute(
+            "select alert_type, ended_at from marts.fct_alerts"
+            " where device_id = 'dev-0016' and (ended_at is null or ended_at >= %s)",
+            (retired_at,),
+        )
+        assert cur.fetchall() == [("offline", retired_at)]
+        cur.execute(
+            "select count(*) from marts.fct_alerts where device_id = 'dev-0016'"
+            " and started_at >= %s",
+            (retired_at,),
+        )
+        assert cur.fetchone()[0] == 0
     # The incremental run only wrote the new rows (plus the lookback and reprocessing).
     assert result.rows_affected["fct_access_events"] < len(ledger.events) // 2
 

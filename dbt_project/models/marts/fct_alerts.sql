@@ -24,14 +24,18 @@
 --                      starts 10 minutes after the open, ends at the next close (or the
 --                      next open, when the close never came). critical when open for
 --                      more than door_open_critical_minutes (60).
---   low_battery        consecutive health reports below low_battery_pct (15): starts at
---                      the first, ends at the next report at or above it. critical
---                      below critical_battery_pct (5).
+--   low_battery        starts at a health report below low_battery_pct (15) and lasts
+--                      until the next report at or above low_battery_recovered_pct
+--                      (20): hysteresis, so 14/15/14 is one episode. critical below
+--                      critical_battery_pct (5).
 --   offline            more than offline_minutes (15) without a health report: starts
 --                      15 minutes after the last report, ends at the next one - so a
---                      device that stops reporting alerts by absence. Open offline
---                      alerts of retired devices are not raised. critical after
---                      offline_critical_minutes (60).
+--                      device that stops reporting alerts by absence, and a registered
+--                      device that never reported is offline from its registration.
+--                      critical after offline_critical_minutes (60).
+--   retired devices    never alert: an episode of a device retired now ends at its
+--                      retirement (the current version's valid_from_at), and none
+--                      starts at or after it.
 -- Incremental: per device and alert type only the episodes from the scope's since_at
 -- on are recomputed (macros/alert_scope.sql says what touches them), from the data
 -- they need: fails from 5 minutes before, sessions opened from 10 minutes before,
@@ -136,7 +140,16 @@ offline_health as (
 
 current_devices as (
 
-    select device_id, household_id, device_status
+    select
+        device_id,
+        household_id,
+        device_status,
+        -- A retired device's episodes end at its retirement; none start after it.
+        case when device_status = 'retired' then valid_from_at end as retired_at,
+        coalesce(
+            case when device_status = 'retired' then valid_from_at end,
+            timestamptz 'infinity'
+        ) as alerting_until_at
     from {{ ref('dim_device') }}
     where is_current
 
@@ -237,15 +250,22 @@ door_left_open as (
         sessions.opened_at + {{ minutes_var('door_open_minutes') }} as started_at,
         sessions.ended_at as condition_until_at,
         case
-            when coalesce(sessions.ended_at, {{ reference_at() }}) - sessions.opened_at
+            when least(
+                    coalesce(sessions.ended_at, {{ reference_at() }}),
+                    coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+                ) - sessions.opened_at
                 > {{ minutes_var('door_open_critical_minutes') }}
                 then 'critical'
             else 'warning'
         end as severity
 
     from door_sessions as sessions
+    left join current_devices on current_devices.device_id = sessions.device_id
     where sessions.opened_at <= {{ reference_at() }}
-      and coalesce(sessions.ended_at, {{ reference_at() }}) - sessions.opened_at
+      and least(
+            coalesce(sessions.ended_at, {{ reference_at() }}),
+            coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+        ) - sessions.opened_at
         > {{ minutes_var('door_open_minutes') }}
 
 ),
@@ -258,29 +278,60 @@ battery_readings as (
         health.device_id,
         health.reported_at,
         health.battery_pct,
-        health.battery_pct < {{ var('low_battery_pct') }} as is_low,
-        coalesce(
-            lag(health.battery_pct < {{ var('low_battery_pct') }}) over device_order, false
-        ) as was_low,
-        lead(health.reported_at) over device_order as next_reported_at
+        lead(health.reported_at) over device_order as next_reported_at,
+        -- Hysteresis: low from a report below low_battery_pct until one at or above
+        -- low_battery_recovered_pct; the readings in between stay in the episode.
+        max(case when health.battery_pct < {{ var('low_battery_pct') }} then health.reported_at end)
+            over device_order as last_entry_at,
+        max(case when health.battery_pct >= {{ var('low_battery_recovered_pct') }}
+                then health.reported_at end)
+            over device_order as last_exit_at
 
     from battery_health as health
-    window device_order as (partition by health.device_id order by health.reported_at)
+    window device_order as (
+        partition by health.device_id order by health.reported_at
+        rows unbounded preceding
+    )
+
+),
+
+battery_states as (
+
+    select
+        battery_readings.*,
+        battery_readings.last_entry_at is not null
+            and battery_readings.last_entry_at > coalesce(
+                battery_readings.last_exit_at, timestamptz '-infinity'
+            ) as is_low
+
+    from battery_readings
+
+),
+
+battery_flagged as (
+
+    select
+        battery_states.*,
+        coalesce(lag(battery_states.is_low) over (
+            partition by battery_states.device_id order by battery_states.reported_at
+        ), false) as was_low
+
+    from battery_states
 
 ),
 
 low_readings as (
 
     select
-        battery_readings.*,
-        sum(case when battery_readings.was_low then 0 else 1 end) over (
-            partition by battery_readings.device_id
-            order by battery_readings.reported_at
+        battery_flagged.*,
+        sum(case when battery_flagged.was_low then 0 else 1 end) over (
+            partition by battery_flagged.device_id
+            order by battery_flagged.reported_at
             rows unbounded preceding
         ) as episode_number
 
-    from battery_readings
-    where battery_readings.is_low
+    from battery_flagged
+    where battery_flagged.is_low
 
 ),
 
@@ -329,7 +380,10 @@ offline as (
         report_gaps.reported_at + {{ minutes_var('offline_minutes') }} as started_at,
         report_gaps.next_reported_at as condition_until_at,
         case
-            when coalesce(report_gaps.next_reported_at, {{ reference_at() }}) - report_gaps.reported_at
+            when least(
+                    coalesce(report_gaps.next_reported_at, {{ reference_at() }}),
+                    coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+                ) - report_gaps.reported_at
                 > {{ minutes_var('offline_critical_minutes') }}
                 then 'critical'
             else 'warning'
@@ -337,12 +391,46 @@ offline as (
 
     from report_gaps
     left join current_devices on current_devices.device_id = report_gaps.device_id
-    where coalesce(report_gaps.next_reported_at, {{ reference_at() }}) - report_gaps.reported_at
+    where least(
+            coalesce(report_gaps.next_reported_at, {{ reference_at() }}),
+            coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+        ) - report_gaps.reported_at
         > {{ minutes_var('offline_minutes') }}
-      and not (
-          report_gaps.next_reported_at is null
-          and current_devices.device_status is not distinct from 'retired'
-      )
+
+    union all
+
+    -- Registered and never reported: offline from the registration on.
+    select
+        'offline' as alert_type,
+        current_devices.device_id,
+        current_devices.household_id,
+        registered.first_valid_from_at + {{ minutes_var('offline_minutes') }} as started_at,
+        null::timestamptz as condition_until_at,
+        case
+            when least({{ reference_at() }}, current_devices.alerting_until_at)
+                - registered.first_valid_from_at
+                > {{ minutes_var('offline_critical_minutes') }}
+                then 'critical'
+            else 'warning'
+        end as severity
+
+    from current_devices
+    inner join (
+        select versions.device_id, min(versions.valid_from_at) as first_valid_from_at
+        from {{ ref('dim_device') }} as versions
+        group by versions.device_id
+    ) as registered on registered.device_id = current_devices.device_id
+    {% if is_incremental() %}
+    inner join scope
+        on scope.device_id = current_devices.device_id
+        and scope.alert_type = 'offline'
+    {% endif %}
+    where not exists (
+        select 1 from {{ ref('int_device_health_latest') }} as latest
+        where latest.device_id = current_devices.device_id
+    )
+      and least({{ reference_at() }}, current_devices.alerting_until_at)
+        - registered.first_valid_from_at > {{ minutes_var('offline_minutes') }}
 
 ),
 
@@ -366,13 +454,21 @@ computed as (
         unioned.household_id,
         unioned.started_at,
         case
-            when unioned.condition_until_at <= {{ reference_at() }}
-                then unioned.condition_until_at
+            when capped.until_at <= {{ reference_at() }} then capped.until_at
         end as ended_at,
-        not coalesce(unioned.condition_until_at <= {{ reference_at() }}, false) as is_open,
+        not coalesce(capped.until_at <= {{ reference_at() }}, false) as is_open,
         unioned.severity
 
     from unioned
+    left join current_devices on current_devices.device_id = unioned.device_id
+    cross join lateral (
+        select case
+            when current_devices.retired_at
+                <= coalesce(unioned.condition_until_at, timestamptz 'infinity')
+                then current_devices.retired_at
+            else unioned.condition_until_at
+        end as until_at
+    ) as capped
     {% if is_incremental() %}
     inner join scope
         on scope.device_id = unioned.device_id
@@ -380,6 +476,7 @@ computed as (
         and unioned.started_at >= scope.since_at
     {% endif %}
     where unioned.started_at <= {{ reference_at() }}
+      and unioned.started_at < coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
 
 ),
 
