@@ -2,9 +2,10 @@
    the episodes from `since_at` on, where since_at is the earliest instant the new
    data or the moved reference time can change:
      repeated_failures  the earliest fail written since the previous build
-     door_left_open     the earliest rewritten door session's open + door_open_minutes;
-                        a still-open session crossing the threshold since the previous
-                        reference
+     door_left_open     one point per session (an episode is a session's): each
+                        rewritten session's open + door_open_minutes, and each
+                        still-open session that may have crossed the threshold since
+                        the previous reference (since_at = until_at)
      low_battery        the earliest health report of the build's window
      offline            offline_minutes after the report before that one (the gap it
                         ends); a device whose silence crossed offline_minutes since
@@ -51,22 +52,22 @@ candidates as (
 
     union all
 
+    -- Door alerts are one per session: the rewritten sessions, and the still-open ones
+    -- that may have crossed the threshold, each on its own (a point scope).
     select sessions.device_id, 'door_left_open',
-        min(sessions.opened_at) + {{ minutes_var('door_open_minutes') }}
+        sessions.opened_at + {{ minutes_var('door_open_minutes') }}
     from {{ ref('int_door_sessions') }} as sessions
     where {{ written_since_previous_build('sessions.transformed_at') }}
-    group by sessions.device_id
 
     union all
 
     select sessions.device_id, 'door_left_open',
-        min(sessions.opened_at) + {{ minutes_var('door_open_minutes') }}
+        sessions.opened_at + {{ minutes_var('door_open_minutes') }}
     from {{ ref('int_door_sessions') }} as sessions
     cross join reference
     where sessions.opened_at
         >= reference.previous_reference_at - {{ minutes_var('door_open_minutes') }}
       and sessions.is_still_open
-    group by sessions.device_id
 
     union all
 
@@ -89,7 +90,7 @@ candidates as (
     ) as landed
     left join lateral (
         select max(earlier.reported_at) as reported_at
-        from {{ ref('stg_smart_access__device_health') }} as earlier
+        from {{ ref('int_device_health_reports') }} as earlier
         where earlier.device_id = landed.device_id
           and earlier.reported_at < landed.first_reported_at
     ) as before on true
@@ -132,16 +133,36 @@ candidates as (
 
 scoped as (
 
-    select candidates.device_id, candidates.alert_type, min(candidates.since_at) as since_at
+    -- Door: one scope row per alert start (point); other types: from the earliest
+    -- candidate on. A registry change's -infinity makes a door scope open-ended too.
+    select
+        candidates.device_id,
+        candidates.alert_type,
+        min(candidates.since_at) as since_at,
+        case
+            when candidates.alert_type = 'door_left_open'
+                and min(candidates.since_at) > timestamptz '-infinity'
+                then max(candidates.since_at)
+            else timestamptz 'infinity'
+        end as until_at
     from candidates
-    group by candidates.device_id, candidates.alert_type
+    group by
+        candidates.device_id,
+        candidates.alert_type,
+        case
+            when candidates.alert_type = 'door_left_open' then candidates.since_at
+        end
 
 )
 
 select
     scoped.device_id,
     scoped.alert_type,
-    least(scoped.since_at, coalesce(running.started_at, timestamptz 'infinity')) as since_at
+    case
+        when scoped.alert_type = 'door_left_open' then scoped.since_at
+        else least(scoped.since_at, coalesce(running.started_at, timestamptz 'infinity'))
+    end as since_at,
+    scoped.until_at
 from scoped
 left join lateral (
     select latest_before.started_at
@@ -155,7 +176,18 @@ left join lateral (
         limit 1
     ) as latest_before
     where coalesce(latest_before.ended_at, timestamptz 'infinity') >= scoped.since_at
-) as running on true;
+) as running on true
+-- A device's open-ended door scope (a registry change) covers its point scopes.
+where not (
+    scoped.alert_type = 'door_left_open'
+    and scoped.until_at < timestamptz 'infinity'
+    and exists (
+        select 1 from scoped as wide
+        where wide.device_id = scoped.device_id
+          and wide.alert_type = 'door_left_open'
+          and wide.until_at = timestamptz 'infinity'
+    )
+);
 analyze {{ alert_scope_relation() }}
     {%- endif -%}
 {% endmacro %}
@@ -170,6 +202,7 @@ using {{ alert_scope_relation() }} as scope
 where alerts.device_id = scope.device_id
   and alerts.alert_type = scope.alert_type
   and alerts.started_at >= scope.since_at
+  and alerts.started_at <= scope.until_at
   and alerts.transformed_at < {{ run_started_at_ts() }}
     {%- endif -%}
 {% endmacro %}

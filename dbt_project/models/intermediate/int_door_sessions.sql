@@ -8,6 +8,7 @@
             {'columns': ['session_id'], 'unique': True},
             {'columns': ['device_id', 'opened_at']},
             {'columns': ['opened_at']},
+            {'columns': ['transformed_at']},
         ],
     )
 }}

@@ -45,6 +45,7 @@
 -- The scope (pre-hook) also reads these:
 -- depends_on: {{ ref('int_device_health_latest') }}
 -- depends_on: {{ ref('stg_smart_access__device_registry') }}
+-- depends_on: {{ ref('stg_smart_access__device_health') }}
 
 {% set fail_n = var('repeated_failures_count') | int %}
 
@@ -65,6 +66,7 @@ events as (
     inner join {{ ref('fct_access_events') }} as fct
         on fct.device_id = scope.device_id
         and fct.event_at >= scope.since_at - {{ minutes_var('repeated_failures_window_minutes') }}
+        and fct.event_type = 'fail'
     where scope.alert_type = 'repeated_failures'
       and fct.event_at <= {{ reference_at() }}
 
@@ -77,6 +79,7 @@ door_sessions as (
     inner join {{ ref('int_door_sessions') }} as sessions
         on sessions.device_id = scope.device_id
         and sessions.opened_at >= scope.since_at - {{ minutes_var('door_open_minutes') }}
+        and sessions.opened_at <= scope.until_at - {{ minutes_var('door_open_minutes') }}
     where scope.alert_type = 'door_left_open'
 
 ),
@@ -85,12 +88,11 @@ battery_health as (
 
     select health.*
     from scope
-    inner join {{ ref('stg_smart_access__device_health') }} as health
+    inner join {{ ref('int_device_health_reports') }} as health
         on health.device_id = scope.device_id
         and health.reported_at >= scope.since_at
     where scope.alert_type = 'low_battery'
       and health.reported_at <= {{ reference_at() }}
-      and {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
 
 ),
 
@@ -98,12 +100,11 @@ offline_health as (
 
     select health.*
     from scope
-    inner join {{ ref('stg_smart_access__device_health') }} as health
+    inner join {{ ref('int_device_health_reports') }} as health
         on health.device_id = scope.device_id
         and health.reported_at >= scope.since_at - {{ minutes_var('offline_minutes') }}
     where scope.alert_type = 'offline'
       and health.reported_at <= {{ reference_at() }}
-      and {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
 
 ),
 
@@ -124,9 +125,8 @@ door_sessions as (
 
 battery_health as (
 
-    select * from {{ ref('stg_smart_access__device_health') }}
+    select * from {{ ref('int_device_health_reports') }}
     where reported_at <= {{ reference_at() }}
-      and {{ ingested_window('device_health', 'ingested_at', lower=false) }}
 
 ),
 
@@ -474,6 +474,7 @@ computed as (
         on scope.device_id = unioned.device_id
         and scope.alert_type = unioned.alert_type
         and unioned.started_at >= scope.since_at
+        and unioned.started_at <= scope.until_at
     {% endif %}
     where unioned.started_at <= {{ reference_at() }}
       and unioned.started_at < coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
@@ -494,6 +495,7 @@ replaced as (
         on alerts.device_id = scope.device_id
         and alerts.alert_type = scope.alert_type
         and alerts.started_at >= scope.since_at
+        and alerts.started_at <= scope.until_at
 
 ),
 
