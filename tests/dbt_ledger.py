@@ -203,21 +203,42 @@ class Ledger:
             at += timedelta(minutes=every_minutes, seconds=self.rng.randint(-20, 20))
 
     # --- landing --------------------------------------------------------------------
-    def flush(self, conn: psycopg2.extensions.connection) -> dict[str, int]:
-        """Insert what was produced since the last flush, in ingestion order per topic."""
+    def flush(
+        self,
+        conn: psycopg2.extensions.connection,
+        *,
+        commit: bool = True,
+        stamp_with_clock: bool = False,
+    ) -> dict[str, int]:
+        """Insert what was produced since the last flush, in ingestion order per topic.
+
+        stamp_with_clock: let the database stamp `_ingested_at` (clock_timestamp(), as
+        the consumer does) and record the stamps it gave. commit=False leaves the
+        transaction open - a slow loader batch - for the caller to commit.
+        """
         counts = {}
         targets = [
             (EVENTS_TOPIC, "raw.access_events", EVENT_COLUMNS, self.events),
             (HEALTH_TOPIC, "raw.device_health", HEALTH_COLUMNS, self.health),
             (DEVICES_TOPIC, "raw.device_registry", REGISTRY_COLUMNS, self.registry),
         ]
-        with conn, conn.cursor() as cur:
+        cur = conn.cursor()
+        try:
             for topic, table, columns, store in targets:
                 rows = sorted(self._pending.pop(topic, []), key=lambda r: r["_ingested_at"])
                 for row in rows:
                     row.update(self._coordinates(topic, row.get("device_id", "")))
                 store.extend(rows)
-                if rows:
+                if rows and stamp_with_clock:
+                    landed = [c for c in columns if c != "_ingested_at"]
+                    for row in rows:  # one statement each: every row its own clock stamp
+                        cur.execute(
+                            f"insert into {table} ({', '.join(landed)})"
+                            f" values ({', '.join(['%s'] * len(landed))}) returning _ingested_at",
+                            [row.get(c) for c in landed],
+                        )
+                        row["_ingested_at"] = cur.fetchone()[0]
+                elif rows:
                     psycopg2.extras.execute_values(
                         cur,
                         f"insert into {table} ({', '.join(columns)}) values %s",
@@ -225,6 +246,13 @@ class Ledger:
                         page_size=5000,
                     )
                 counts[table] = len(rows)
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+        if commit:
+            conn.commit()
         return counts
 
 

@@ -29,6 +29,7 @@ class Rules:
     door_open: timedelta = timedelta(minutes=10)
     door_open_critical: timedelta = timedelta(minutes=60)
     low_battery_pct: int = 15
+    low_battery_recovered_pct: int = 20
     critical_battery_pct: int = 5
     offline: timedelta = timedelta(minutes=15)
     offline_critical: timedelta = timedelta(minutes=60)
@@ -296,7 +297,7 @@ class Truth:
         for sid, device_id, opened, _closed, ended, _reason, _open in self.door_sessions():
             if opened > ref:
                 continue
-            span = (ended or ref) - opened
+            span = min(ended or ref, self.alerting_until(device_id)) - opened
             if span > r.door_open:
                 household = next(e["household_id"] for e in self.events if e["event_id"] == sid)
                 severity = "critical" if span > r.door_open_critical else "warning"
@@ -312,12 +313,15 @@ class Truth:
         for device_id, rows in reports.items():
             rows.sort(key=lambda x: x["reported_at"])
             household = current[device_id]["household_id"] if device_id in current else None
+            # Hysteresis: low from a reading below low_battery_pct until one at or
+            # above low_battery_recovered_pct.
             low: list[dict] = []
             for index, row in enumerate(rows):
-                if row["battery_pct"] < r.low_battery_pct:
+                recovered = row["battery_pct"] >= r.low_battery_recovered_pct
+                if row["battery_pct"] < r.low_battery_pct or (low and not recovered):
                     low.append(row)
-                if low and (row["battery_pct"] >= r.low_battery_pct or index == len(rows) - 1):
-                    ended = row["reported_at"] if row["battery_pct"] >= r.low_battery_pct else None
+                if low and (recovered or index == len(rows) - 1):
+                    ended = row["reported_at"] if recovered else None
                     lowest = min(x["battery_pct"] for x in low)
                     found.append(
                         (
@@ -332,10 +336,8 @@ class Truth:
                     low = []
             for index, row in enumerate(rows):
                 nxt = rows[index + 1]["reported_at"] if index + 1 < len(rows) else None
-                gap = (nxt or ref) - row["reported_at"]
+                gap = min(nxt or ref, self.alerting_until(device_id)) - row["reported_at"]
                 if gap <= r.offline:
-                    continue
-                if nxt is None and current.get(device_id, {}).get("status") == "retired":
                     continue
                 found.append(
                     (
@@ -347,13 +349,36 @@ class Truth:
                         "critical" if gap > r.offline_critical else "warning",
                     )
                 )
+        # Registered and never reported: offline from the registration on.
+        for device_id, version in current.items():
+            if device_id in reports or any(h["device_id"] == device_id for h in self.health):
+                continue
+            registered = self.versions[device_id][0]["updated_at"]
+            gap = min(ref, self.alerting_until(device_id)) - registered
+            if gap > r.offline:
+                severity = "critical" if gap > r.offline_critical else "warning"
+                found.append(
+                    ("offline", device_id, version["household_id"], registered + r.offline,
+                     None, severity)
+                )  # fmt: skip
         out = set()
         for kind, device_id, household, started, until, severity in found:
-            if started > ref:
+            retired_at = self.retired_at(device_id)
+            if started > ref or (retired_at is not None and started >= retired_at):
                 continue
+            if retired_at is not None and (until is None or retired_at <= until):
+                until = retired_at  # a retired device's episodes end at its retirement
             ended = until if until is not None and until <= ref else None
             out.add((kind, device_id, household, started, ended, severity))
         return out
+
+    def retired_at(self, device_id: str) -> datetime | None:
+        """When the device was retired, if its current version says it is."""
+        version = self.current().get(device_id)
+        return version["updated_at"] if version and version["status"] == "retired" else None
+
+    def alerting_until(self, device_id: str) -> datetime:
+        return self.retired_at(device_id) or POS_INF
 
     def _failure_alert(self, device_id: str, episode: list) -> tuple:
         household, start, until, first, last = episode

@@ -1,11 +1,59 @@
-{# "Now" for rules that depend on it. The var `reference_at` pins it (tests, replays);
-   empty means the database's current time. #}
+{# "Now" for the rules that depend on it (door left open, offline, 24 h rates): the
+   data watermark, never the wall clock, so a lagging consumer delays alerts instead
+   of inventing them. The var `reference_at` pins it (tests, replays); otherwise
+   `data_watermark_at`, which the build runner (smart_access.watermarks) sets to the
+   oldest, over the events' and health topics' partitions, of the newest record time
+   landed; run by hand, dbt reads the same from ops. #}
 {% macro reference_at() -%}
-    {%- set pinned = var('reference_at', '') -%}
+    {%- set pinned = var('reference_at', '') or var('data_watermark_at', '') -%}
     {%- if pinned -%}
         cast('{{ pinned }}' as timestamptz)
     {%- else -%}
-        current_timestamp
+        (
+            select coalesce(min(marks.newest_record_at), timestamptz '-infinity')
+            from ops.transform_partition_watermarks as marks
+            where marks.source_table in ('raw.access_events', 'raw.device_health')
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{# The commit-safe slice of a raw source this build reads: rows landed after the
+   watermark and at most at the new bound (see smart_access.watermarks). With
+   `lower=false` (full refresh) only the upper bound applies. dbt run by hand (without
+   the runner's vars) reads from the stored watermark to the current safe bound. #}
+{% macro ingested_window(source_name, column, lower=true) -%}
+    {%- set after = var('ingested_after', {}).get(source_name) -%}
+    {%- set through = var('ingested_through', {}).get(source_name) -%}
+    {%- if lower -%}
+        {%- if after -%}
+            {{ column }} > cast('{{ after }}' as timestamptz)
+        {%- else -%}
+            {{ column }} > (
+                select coalesce(max(marks.ingested_through), timestamptz '-infinity')
+                from ops.transform_watermarks as marks
+                where marks.source_table = 'raw.{{ source_name }}'
+            )
+        {%- endif %}
+        and {% endif -%}
+    {%- if through -%}
+        {{ column }} <= cast('{{ through }}' as timestamptz)
+    {%- else -%}
+        {{ column }} < (select bound.safe_before from ops.transform_safe_bound() as bound)
+    {%- endif -%}
+{%- endmacro %}
+
+{# Rows an upstream model wrote since the previous successful build (their
+   transformed_at is later than its stamp): what an incremental model has to fold
+   in. Read from the runner's var, else from ops - never a max() over a big table. #}
+{% macro written_since_previous_build(column) -%}
+    {%- set previous = var('previous_transformed_at', '') -%}
+    {%- if previous -%}
+        {{ column }} > cast('{{ previous }}' as timestamptz)
+    {%- else -%}
+        {{ column }} > (
+            select coalesce(max(marks.build_transformed_at), timestamptz '-infinity')
+            from ops.transform_watermarks as marks
+        )
     {%- endif -%}
 {%- endmacro %}
 
@@ -23,13 +71,19 @@
     date_trunc('day', {{ column }}, 'UTC')
 {%- endmacro %}
 
-{# The timestamp every row written by this dbt invocation carries; downstream
-   incremental models pick up "rows written since my last run" with it. #}
+{# The timestamp every row written by this build carries: the runner's stamp (taken
+   under the transform lock, so stamps only grow), else dbt's start. Downstream
+   incremental models pick up "rows written since the previous build" with it. #}
 {% macro run_started_at_ts() -%}
-    cast('{{ run_started_at.isoformat() }}' as timestamptz)
+    cast('{{ var('transformed_at', '') or run_started_at.isoformat() }}' as timestamptz)
 {%- endmacro %}
 
 {# Minutes as a PostgreSQL interval literal from a dbt var. #}
 {% macro minutes_var(name) -%}
     interval '{{ var(name) | int }} minutes'
+{%- endmacro %}
+
+{# Days as a PostgreSQL interval literal from a dbt var. #}
+{% macro days_var(name) -%}
+    interval '{{ var(name) | int }} days'
 {%- endmacro %}

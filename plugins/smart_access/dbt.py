@@ -30,6 +30,8 @@ from typing import Any
 
 import psycopg2
 
+from smart_access import watermarks
+
 __all__ = [
     "DBT_PROJECT_DIR",
     "DbtBuildResult",
@@ -50,6 +52,8 @@ PROJECT_DIR_VARIABLE = "SMART_ACCESS_DBT_PROJECT_DIR"
 DEFAULT_DBT_USER = "smart_access_transformer"
 DEFAULT_DBT_PASSWORD = "transformer"  # noqa: S105 - embedded stack's documented local default
 
+LOCK_WAIT_VARIABLE = "SMART_ACCESS_TRANSFORM_LOCK_WAIT_SECONDS"
+DEFAULT_LOCK_WAIT_SECONDS = "600"
 _HINT = " (dbt_project/profiles.yml reads PGHOST, PGPORT, PGDATABASE, DBT_USER, DBT_PASSWORD)"
 _PERIOD_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -235,8 +239,15 @@ def run_dbt_build(
     env: Mapping[str, str] | None = None,
     target_path: str | Path | None = None,
     persist: bool = True,
+    lock_wait_seconds: float | None = None,
 ) -> DbtBuildResult:
     """Run one `dbt build` and record its results in ops.dbt_runs / ops.dbt_node_results.
+
+    The build holds the database's transform lock (a second build waits up to
+    lock_wait_seconds, default $SMART_ACCESS_TRANSFORM_LOCK_WAIT_SECONDS or 600, then
+    raises DbtError) and reads the commit-safe window of raw rows given by
+    `smart_access.watermarks`; a successful build of the whole graph moves the
+    watermarks past it.
 
     select: dbt node selection (e.g. "marts" or ["fct_alerts+", "tag:staging"]); all by default.
     full_refresh: rebuild incremental models from scratch.
@@ -248,22 +259,29 @@ def run_dbt_build(
     with success False when a model or test failed.
     """
     path = Path(target_path) if target_path else project_dir(env) / "target"
-    args = ["build"]
-    if select:
-        selection = [select] if isinstance(select, str) else list(select)
-        args += ["--select", *selection]
-    if full_refresh:
-        args.append("--full-refresh")
-    if vars:
-        args += ["--vars", json.dumps(dict(vars), default=str)]
-    wall_started = time.time()
-    started_at = datetime.now(UTC)
-    return_code, output, elapsed = _invoke(args, env=env, target=target, target_path=path)
-    finished_at = datetime.now(UTC)
-    artifact = _read_json(path / "run_results.json", wall_started)
-    if artifact is None:
-        raise DbtError(f"dbt build did not run: {_first_error_line(output)}{_HINT}")
-    result = _summarise_build(artifact, return_code, elapsed, started_at, finished_at)
+    if lock_wait_seconds is None:
+        lock_wait_seconds = float(
+            (os.environ if env is None else env).get(LOCK_WAIT_VARIABLE, DEFAULT_LOCK_WAIT_SECONDS)
+        )
+    try:
+        with watermarks.transform_lock(
+            dbt_connection_params(env), wait_seconds=lock_wait_seconds
+        ) as lock_conn:
+            window = watermarks.open_window(lock_conn, full_refresh=full_refresh)
+            result, artifact = _build_once(
+                select, full_refresh, {**window.dbt_vars(), **dict(vars or {})}, target, env, path
+            )
+            if result.success and not select:
+                watermarks.commit_window(lock_conn, window, result.invocation_id)
+    except watermarks.TransformBusy as exc:
+        raise DbtError(str(exc)) from None
+    except psycopg2.OperationalError as exc:
+        params = dbt_connection_params(env)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        raise DbtError(
+            f"cannot reach {params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
+            f" for the transform lock: {first}{_HINT}"
+        ) from None
     if persist:
         _persist_build(
             result,
@@ -282,6 +300,32 @@ def run_dbt_build(
         f" ({', '.join(result.failed_nodes)})" if result.failed_nodes else "",
     )
     return result
+
+
+def _build_once(
+    select: str | list[str] | None,
+    full_refresh: bool,
+    variables: Mapping[str, Any],
+    target: str | None,
+    env: Mapping[str, str] | None,
+    path: Path,
+) -> tuple[DbtBuildResult, dict[str, Any]]:
+    args = ["build"]
+    if select:
+        selection = [select] if isinstance(select, str) else list(select)
+        args += ["--select", *selection]
+    if full_refresh:
+        args.append("--full-refresh")
+    if variables:
+        args += ["--vars", json.dumps(dict(variables), default=str)]
+    wall_started = time.time()
+    started_at = datetime.now(UTC)
+    return_code, output, elapsed = _invoke(args, env=env, target=target, target_path=path)
+    finished_at = datetime.now(UTC)
+    artifact = _read_json(path / "run_results.json", wall_started)
+    if artifact is None:
+        raise DbtError(f"dbt build did not run: {_first_error_line(output)}{_HINT}")
+    return _summarise_build(artifact, return_code, elapsed, started_at, finished_at), artifact
 
 
 def run_source_freshness(

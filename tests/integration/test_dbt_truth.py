@@ -121,6 +121,15 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
         T0 - timedelta(days=10),
     )
     ledger.register(ghost, T0 - timedelta(days=5), PHASE2 + timedelta(minutes=2))
+    # Two firmware changes of one device between the same two builds, and a change
+    # older than the current version that lands three days late.
+    for minute, firmware in ((5, "1.6.0"), (20, "1.7.0")):
+        dev["dev-0002"].firmware_version = firmware
+        ledger.register(
+            dev["dev-0002"], PHASE2 + timedelta(minutes=minute), PHASE2 + timedelta(minutes=25)
+        )
+    dev["dev-0004"].firmware_version = "1.4.1"
+    ledger.register(dev["dev-0004"], T0 + timedelta(minutes=60), PHASE2 + timedelta(minutes=12))
     for device in fleet:
         if device.device_id not in SCRIPTED:
             ledger.door_activity(device, PHASE2, end)
@@ -134,6 +143,11 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
     for device in fleet[0:8]:
         at = T0 + timedelta(minutes=ledger.rng.randint(0, 110), seconds=ledger.rng.randint(0, 59))
         ledger.event(device, at, ledger.rng.choice(["open", "close", "fail"]), ingested_at=late)
+    # A low reading from before dev-0005's open low-battery episode, three days late: the
+    # episode now starts earlier and keeps its alert_id.
+    ledger.report(
+        dev["dev-0005"], T0 + timedelta(minutes=90, seconds=40), battery=4, ingested_at=late
+    )
     # Duplicates of phase-1 events, re-sent three days later.
     for row in ledger.rng.sample(early_rows, 15):
         ledger.resend(row, late + timedelta(seconds=5))
@@ -262,10 +276,17 @@ def phase2(warehouse, phase1):
             (T0 + timedelta(minutes=60),),
         )
         before = cur.fetchone()
+        cur.execute(
+            "select alert_id, started_at from marts.fct_alerts"
+            " where device_id = 'dev-0005' and alert_type = 'low_battery'"
+            " and started_at between %s and %s",
+            (T0 + timedelta(minutes=80), T0 + timedelta(minutes=91)),
+        )
+        before_alert = cur.fetchall()
     _phase2(ledger, phase1[0])
     ledger.flush(conn)
     result = build(warehouse["env"], warehouse["target"], REF2.isoformat())
-    return before, result
+    return before, result, before_alert
 
 
 def test_full_build_matches_recomputation(warehouse, phase1) -> None:
@@ -281,7 +302,7 @@ def test_full_build_matches_recomputation(warehouse, phase1) -> None:
 
 def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) -> None:
     ledger, conn = warehouse["ledger"], warehouse["conn"]
-    before, result = phase2
+    before, result, _ = phase2
     truth = Truth(ledger.events, ledger.health, ledger.registry, REF2)
     with conn, conn.cursor() as cur:
         _assert_matches(cur, truth)
@@ -304,37 +325,114 @@ def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) ->
             " where device_id = 'dev-0099'"
         )
         assert cur.fetchone() == (4, 4)
+        # The device registered late never sent a health report: offline from its
+        # registration on, by absence.
+        cur.execute(
+            "select started_at, ended_at, severity from marts.fct_alerts"
+            " where device_id = 'dev-0099' and alert_type = 'offline'"
+        )
+        assert cur.fetchall() == [(T0 - timedelta(days=5, minutes=-15), None, "critical")]
+        # The retired device: its running offline episode ended at the retirement, and
+        # nothing (its door kept reporting) starts after it.
+        retired_at = PHASE2 + timedelta(minutes=1)
+        cur.execute(
+            "select alert_type, ended_at from marts.fct_alerts"
+            " where device_id = 'dev-0016' and (ended_at is null or ended_at >= %s)",
+            (retired_at,),
+        )
+        assert cur.fetchall() == [("offline", retired_at)]
+        cur.execute(
+            "select count(*) from marts.fct_alerts where device_id = 'dev-0016'"
+            " and started_at >= %s",
+            (retired_at,),
+        )
+        assert cur.fetchone()[0] == 0
     # The incremental run only wrote the new rows (plus the lookback and reprocessing).
     assert result.rows_affected["fct_access_events"] < len(ledger.events) // 2
 
 
-def test_snapshot_records_the_firmware_rollout(warehouse, phase2) -> None:
+def test_alert_id_is_stable_for_an_episode_late_data_changes(warehouse, phase2) -> None:
+    # (before test_incremental_equals_full_refresh: a full refresh gives new ids)
+    _, _, before_alert = phase2
+    with warehouse["conn"] as conn, conn.cursor() as cur:
+        cur.execute(
+            "select alert_id, started_at, is_open from marts.fct_alerts"
+            " where device_id = 'dev-0005' and alert_type = 'low_battery'"
+            " and started_at between %s and %s",
+            (T0 + timedelta(minutes=80), T0 + timedelta(minutes=91)),
+        )
+        after = cur.fetchall()
+    assert before_alert == [(before_alert[0][0], T0 + timedelta(minutes=90, seconds=45))]
+    # One episode, now starting at the late reading, closed by phase 2's reports.
+    assert after == [(before_alert[0][0], T0 + timedelta(minutes=90, seconds=40), False)]
+
+
+def test_fact_is_partitioned_by_event_day_and_late_events_land_in_old_days(
+    warehouse, phase2
+) -> None:
+    with warehouse["conn"] as conn, conn.cursor() as cur:
+        cur.execute(
+            """
+            select part.relname from pg_inherits as parts
+            join pg_class as part on part.oid = parts.inhrelid
+            where parts.inhparent = 'marts.fct_access_events'::regclass order by 1
+            """
+        )
+        partitions = [row[0] for row in cur.fetchall()]
+        # dev-0010's fail, three days late, sits in its own day's partition.
+        cur.execute(
+            "select tableoid::regclass::text, transformed_at > %s from marts.fct_access_events"
+            " where device_id = 'dev-0010' and event_at = %s",
+            (T0 + timedelta(days=1), T0 + timedelta(minutes=72, seconds=50)),
+        )
+        late = cur.fetchall()
+    # Event days 03-02 and 03-05, each with two days made ahead.
+    assert partitions == [f"fct_access_events_p202603{day:02d}" for day in range(2, 8)]
+    assert late == [("marts.fct_access_events_p20260302", True)]
+
+
+def _versions(cur, device_id: str) -> list[tuple]:
+    cur.execute(
+        "select firmware_version, valid_from_at, valid_to_at from marts.dim_device"
+        " where device_id = %s order by valid_from_at",
+        (device_id,),
+    )
+    return cur.fetchall()
+
+
+def _firmware_of_events(cur, device_id: str, since) -> dict[str, int]:
+    cur.execute(
+        "select firmware_version, count(*) from marts.fct_access_events"
+        " where device_id = %s and event_at >= %s group by 1",
+        (device_id, since),
+    )
+    return dict(cur.fetchall())
+
+
+def test_device_history_holds_every_registry_change(warehouse, phase2) -> None:
     conn = warehouse["conn"]
     rollout_at = PHASE2 + timedelta(minutes=10)
+    first = T0 - timedelta(days=1, minutes=1)
     with conn, conn.cursor() as cur:
-        cur.execute(
-            """
-            select device_id, firmware_version, dbt_valid_from, dbt_valid_to
-            from snapshots.snap_device_registry where device_id = 'dev-0001'
-            order by dbt_valid_from
-            """
-        )
-        history = cur.fetchall()
-        assert [(r[1], r[3]) for r in history] == [("1.4.0", rollout_at), ("1.5.0", None)]
-        assert history[1][2] == rollout_at
-        cur.execute(
-            "select count(*) from snapshots.snap_device_registry where device_id = 'dev-0002'"
-        )
-        assert cur.fetchone()[0] == 1  # not in the rollout: one version
-        cur.execute(
-            """
-            select firmware_version, count(*) from marts.fct_access_events
-            where device_id = 'dev-0001' and event_at >= %s group by 1
-            """,
-            (PHASE2,),
-        )
-        by_firmware = dict(cur.fetchall())
-    assert set(by_firmware) == {"1.4.0", "1.5.0"}  # before and after the rollout
+        assert _versions(cur, "dev-0001") == [
+            ("1.4.0", first, rollout_at),
+            ("1.5.0", rollout_at, None),
+        ]
+        # Both changes between the two builds are versions of their own.
+        assert _versions(cur, "dev-0002") == [
+            ("1.4.0", first, PHASE2 + timedelta(minutes=5)),
+            ("1.6.0", PHASE2 + timedelta(minutes=5), PHASE2 + timedelta(minutes=20)),
+            ("1.7.0", PHASE2 + timedelta(minutes=20), None),
+        ]
+        # The late change older than the events already built rewrote them.
+        assert _versions(cur, "dev-0004") == [
+            ("1.4.0", first, T0 + timedelta(minutes=60)),
+            ("1.4.1", T0 + timedelta(minutes=60), None),
+        ]
+        late_change = _firmware_of_events(cur, "dev-0004", T0 + timedelta(minutes=60))
+        assert set(late_change) == {"1.4.1"}
+        assert set(_firmware_of_events(cur, "dev-0001", PHASE2)) == {"1.4.0", "1.5.0"}
+        assert set(_firmware_of_events(cur, "dev-0002", PHASE2)) == {"1.4.0", "1.6.0", "1.7.0"}
 
 
 def test_incremental_equals_full_refresh(warehouse, phase2) -> None:
@@ -349,7 +447,7 @@ def test_incremental_equals_full_refresh(warehouse, phase2) -> None:
 
 
 def test_build_results_are_recorded_for_the_dashboard(warehouse, phase2) -> None:
-    _, result = phase2
+    _, result, _ = phase2
     conn = psycopg2.connect(
         warehouse["dsn"]
         .replace("user=postgres", "user=smart_access_analyst")

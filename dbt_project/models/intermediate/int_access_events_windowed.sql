@@ -34,9 +34,7 @@ touched_windows as (
         {{ window_start_15min('events.event_at') }} as window_start_at
 
     from {{ ref('fct_access_events') }} as events
-    where events.transformed_at > (
-        select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
-    )
+    where {{ written_since_previous_build('events.transformed_at') }}
 
 ),
 

@@ -6,8 +6,8 @@
         on_schema_change='fail',
     )
 }}
--- Each device's latest health report (by reported_at). Incremental: the newly
--- ingested reports compete with the current row; a late, older report never wins.
+-- Each device's latest health report (by reported_at). Incremental: the reports
+-- landed in this build's commit-safe window compete with the current row; a late, older report never wins.
 
 with
 
@@ -29,11 +29,7 @@ candidates as (
         health.firmware_version,
         health.ingested_at
     from health
-    where health.ingested_at > (
-        select coalesce(max(ingested_at), timestamptz '-infinity')
-            - {{ minutes_var('ingest_lookback_minutes') }}
-        from {{ this }}
-    )
+    where {{ ingested_window('device_health', 'health.ingested_at') }}
 
     union all
 
@@ -56,6 +52,7 @@ candidates as (
         health.firmware_version,
         health.ingested_at
     from health
+    where {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
     {% endif %}
 
 ),

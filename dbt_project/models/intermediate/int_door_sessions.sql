@@ -6,6 +6,9 @@
         on_schema_change='fail',
         indexes=[
             {'columns': ['session_id'], 'unique': True},
+            {'columns': ['device_id', 'opened_at']},
+            {'columns': ['opened_at']},
+            {'columns': ['transformed_at']},
         ],
     )
 }}
@@ -35,9 +38,7 @@ changed_events as (
         events.device_id,
         events.event_at
     from {{ ref('fct_access_events') }} as events
-    where events.transformed_at > (
-        select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
-    )
+    where {{ written_since_previous_build('events.transformed_at') }}
     and events.event_type in ('open', 'close')
 
 ),

@@ -23,9 +23,7 @@ windowed as (
     select int_windows.*
     from {{ ref('int_access_events_windowed') }} as int_windows
     {% if is_incremental() %}
-    where int_windows.transformed_at > (
-        select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
-    )
+    where {{ written_since_previous_build('int_windows.transformed_at') }}
     {% endif %}
 
 ),

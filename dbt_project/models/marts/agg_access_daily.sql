@@ -30,9 +30,7 @@ touched as (
         {{ day_start('hourly.hour_start_at') }} as day_start_at,
         hourly.household_id
     from hourly
-    where hourly.transformed_at > (
-        select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
-    )
+    where {{ written_since_previous_build('hourly.transformed_at') }}
 
 ),
 

@@ -39,9 +39,7 @@ touched as (
         windowed.household_id
 
     from windowed
-    where windowed.transformed_at > (
-        select coalesce(max(transformed_at), timestamptz '-infinity') from {{ this }}
-    )
+    where {{ written_since_previous_build('windowed.transformed_at') }}
 
 ),
 

@@ -1,4 +1,4 @@
--- Every version of every device from the registry snapshot: the current row
+-- Every version of every device from the registry changelog (SCD2): the current row
 -- (is_current) and its history, e.g. a firmware rollout. valid_to_at is null on the
 -- current version.
 with

@@ -1,77 +1,41 @@
 {{
     config(
         materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='merge',
-        on_schema_change='fail',
-        indexes=[
-            {'columns': ['event_id'], 'unique': True},
-            {'columns': ['device_id', 'event_at']},
-            {'columns': ['transformed_at']},
-        ],
+        incremental_strategy='partitioned_append',
+        unique_key=['event_id', 'event_at'],
+        full_refresh=false,
+        on_schema_change='ignore',
     )
 }}
--- Indexes, each paid on every merged row: event_id (the merge key; unique, so
--- PostgreSQL itself rejects a duplicate event), (device_id, event_at) for the
+-- Partitioned by event day (UTC), append-only: the table, its partitions' layout and
+-- its local indexes come from migration 0051; the strategy (macros/
+-- partitioned_append.sql) creates the days' partitions ahead and appends. dbt must
+-- never replace it with a plain table, so `full_refresh=false` and a --full-refresh
+-- build takes the full branch below and empties the table first (flags.FULL_REFRESH).
+-- Indexes, all local to a day: (event_id, event_at) - the key; a resend carries the
+-- same event_at, so it is found in one partition - (device_id, event_at) for the
 -- per-device readers (int_access_events_windowed's and int_door_sessions' touched
--- windows, device_status_current's last event, the dashboard's device page) and
--- transformed_at for "rows written since". Nothing reads the fact by household: the
--- rollups by household come from int_access_events_windowed.
+-- windows, fct_alerts, device_status_current's last event, the dashboard's device
+-- page) and transformed_at for "rows written since".
 -- depends_on: {{ ref('stg_smart_access__device_registry') }}
 -- One row per unique access event with the device attributes valid when it happened.
--- Incremental: events ingested since the newest one already here (minus a lookback
--- for batches that committed out of order), plus the events of devices whose
--- registry changed since then, from the change's start on: their attributes move.
+-- Incremental: the events landed in this build's commit-safe window, plus the events
+-- of devices whose registry changed in it, from the change's start on: their
+-- attributes move.
 
 with
 
-{% if is_incremental() %}
+{% if is_incremental() and not flags.FULL_REFRESH %}
 
-watermark as (
-
-    select
-        coalesce(max(ingested_at), timestamptz '-infinity') as newest_ingested_at,
-        coalesce(max(ingested_at), timestamptz '-infinity')
-            - {{ minutes_var('ingest_lookback_minutes') }} as ingested_after
-    from {{ this }}
-
-),
-
-landed_events as (
+-- Exactly the staged events landed in this build's commit-safe window (see
+-- smart_access.watermarks): each raw row is read by one successful build, and an
+-- event by the build that reads its first landed copy, so nothing is re-read by a
+-- lookback. Rewriting a row (a retried build) updates it in place.
+new_events as (
 
     select events.*
     from {{ ref('stg_smart_access__access_events') }} as events
-    where events.ingested_at > (select watermark.ingested_after from watermark)
-
-),
-
--- Only what is new to the fact is written: the lookback re-reads rows already here,
--- and rewriting them would cost a full row and index update each for nothing. A
--- re-read event is written again only when staging now picks another copy of it
--- (one that landed first but committed after the copy written before).
--- Only the re-read rows (landed by the fact's newest ingested_at) are looked up: a
--- staged event landed later cannot be here yet - staging keeps an event's first
--- landed copy and raw only grows, so any copy written before would have been staged
--- instead. That saves one random event_id lookup per new event.
-new_events as (
-
-    select landed_events.*
-    from landed_events
-    where landed_events.ingested_at > (select watermark.newest_ingested_at from watermark)
-
-    union all
-
-    select landed_events.*
-    from landed_events
-    left join {{ this }} as existing
-        on existing.event_id = landed_events.event_id
-    where landed_events.ingested_at <= (select watermark.newest_ingested_at from watermark)
-      and (
-        existing.event_id is null
-        or (existing.kafka_topic, existing.kafka_partition, existing.kafka_offset)
-            is distinct from
-           (landed_events.kafka_topic, landed_events.kafka_partition, landed_events.kafka_offset)
-      )
+    where {{ ingested_window('access_events', 'events.ingested_at') }}
 
 ),
 
@@ -89,7 +53,7 @@ changed_devices as (
     from {{ ref('stg_smart_access__device_registry') }} as changes
     inner join {{ ref('int_device_versions_ranged') }} as versions
         on versions.device_id = changes.device_id
-    where changes.ingested_at > (select watermark.ingested_after from watermark)
+    where {{ ingested_window('device_registry', 'changes.ingested_at') }}
     group by changes.device_id
 
 ),
@@ -147,7 +111,9 @@ events as (
 
 events as (
 
-    select * from {{ ref('stg_smart_access__access_events') }}
+    select events.*
+    from {{ ref('stg_smart_access__access_events') }} as events
+    where {{ ingested_window('access_events', 'events.ingested_at', lower=false) }}
 
 ),
 
@@ -190,8 +156,3 @@ joined as (
 )
 
 select * from joined
-{% if is_incremental() -%}
--- In key order, the merge's inserts into the unique event_id index (random UUIDs)
--- walk its leaf pages once instead of jumping between them.
-order by joined.event_id
-{%- endif %}

@@ -1,6 +1,20 @@
--- Every alert episode up to the reference time (var reference_at, default now), one
--- row each; ended_at is null while the condition still holds. Rules (thresholds are
--- dbt vars):
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ create_alert_scope() }}",
+        post_hook="{{ delete_superseded_alerts() }}",
+        indexes=[
+            {'columns': ['device_id', 'alert_type', 'started_at']},
+            {'columns': ['is_open', 'device_id']},
+            {'columns': ['evaluated_at']},
+        ],
+    )
+}}
+-- Every alert episode up to the reference time (var reference_at, default the data
+-- watermark), one row each; ended_at is null while the condition still holds. Rules
+-- (thresholds are dbt vars):
 --   repeated_failures  at least repeated_failures_count (3) fails on one device within
 --                      repeated_failures_window_minutes (5): active from each such fail
 --                      until the window's oldest fail is 5 minutes old; overlapping
@@ -10,18 +24,91 @@
 --                      starts 10 minutes after the open, ends at the next close (or the
 --                      next open, when the close never came). critical when open for
 --                      more than door_open_critical_minutes (60).
---   low_battery        consecutive health reports below low_battery_pct (15): starts at
---                      the first, ends at the next report at or above it. critical
---                      below critical_battery_pct (5).
+--   low_battery        starts at a health report below low_battery_pct (15) and lasts
+--                      until the next report at or above low_battery_recovered_pct
+--                      (20): hysteresis, so 14/15/14 is one episode. critical below
+--                      critical_battery_pct (5).
 --   offline            more than offline_minutes (15) without a health report: starts
---                      15 minutes after the last report, ends at the next one. Open
---                      offline alerts of retired devices are not raised. critical after
---                      offline_critical_minutes (60).
--- Rebuilt on every run: open alerts depend on the reference time.
+--                      15 minutes after the last report, ends at the next one - so a
+--                      device that stops reporting alerts by absence, and a registered
+--                      device that never reported is offline from its registration.
+--                      critical after offline_critical_minutes (60).
+--   retired devices    never alert: an episode of a device retired now ends at its
+--                      retirement (the current version's valid_from_at), and none
+--                      starts at or after it.
+-- Incremental: per device and alert type only the episodes from the scope's since_at
+-- on are recomputed (macros/alert_scope.sql says what touches them), from the data
+-- they need: fails from 5 minutes before, sessions opened from 10 minutes before,
+-- health reports from 15 minutes before. alert_id is kept for an episode across
+-- builds: a recomputed episode that overlaps one written before takes its id.
+
+-- The scope (pre-hook) also reads these:
+-- depends_on: {{ ref('int_device_health_latest') }}
+-- depends_on: {{ ref('stg_smart_access__device_registry') }}
+-- depends_on: {{ ref('stg_smart_access__device_health') }}
 
 {% set fail_n = var('repeated_failures_count') | int %}
 
 with
+
+{% if is_incremental() %}
+
+scope as (
+
+    select * from {{ alert_scope_relation() }}
+
+),
+
+events as (
+
+    select fct.*
+    from scope
+    inner join {{ ref('fct_access_events') }} as fct
+        on fct.device_id = scope.device_id
+        and fct.event_at >= scope.since_at - {{ minutes_var('repeated_failures_window_minutes') }}
+        and fct.event_type = 'fail'
+    where scope.alert_type = 'repeated_failures'
+      and fct.event_at <= {{ reference_at() }}
+
+),
+
+door_sessions as (
+
+    select sessions.*
+    from scope
+    inner join {{ ref('int_door_sessions') }} as sessions
+        on sessions.device_id = scope.device_id
+        and sessions.opened_at >= scope.since_at - {{ minutes_var('door_open_minutes') }}
+        and sessions.opened_at <= scope.until_at - {{ minutes_var('door_open_minutes') }}
+    where scope.alert_type = 'door_left_open'
+
+),
+
+battery_health as (
+
+    select health.*
+    from scope
+    inner join {{ ref('int_device_health_reports') }} as health
+        on health.device_id = scope.device_id
+        and health.reported_at >= scope.since_at
+    where scope.alert_type = 'low_battery'
+      and health.reported_at <= {{ reference_at() }}
+
+),
+
+offline_health as (
+
+    select health.*
+    from scope
+    inner join {{ ref('int_device_health_reports') }} as health
+        on health.device_id = scope.device_id
+        and health.reported_at >= scope.since_at - {{ minutes_var('offline_minutes') }}
+    where scope.alert_type = 'offline'
+      and health.reported_at <= {{ reference_at() }}
+
+),
+
+{% else %}
 
 events as (
 
@@ -30,16 +117,39 @@ events as (
 
 ),
 
-health as (
+door_sessions as (
 
-    select * from {{ ref('stg_smart_access__device_health') }}
+    select * from {{ ref('int_door_sessions') }}
+
+),
+
+battery_health as (
+
+    select * from {{ ref('int_device_health_reports') }}
     where reported_at <= {{ reference_at() }}
 
 ),
 
+offline_health as (
+
+    select * from battery_health
+
+),
+
+{% endif %}
+
 current_devices as (
 
-    select device_id, household_id, device_status
+    select
+        device_id,
+        household_id,
+        device_status,
+        -- A retired device's episodes end at its retirement; none start after it.
+        case when device_status = 'retired' then valid_from_at end as retired_at,
+        coalesce(
+            case when device_status = 'retired' then valid_from_at end,
+            timestamptz 'infinity'
+        ) as alerting_until_at
     from {{ ref('dim_device') }}
     where is_current
 
@@ -140,15 +250,22 @@ door_left_open as (
         sessions.opened_at + {{ minutes_var('door_open_minutes') }} as started_at,
         sessions.ended_at as condition_until_at,
         case
-            when coalesce(sessions.ended_at, {{ reference_at() }}) - sessions.opened_at
+            when least(
+                    coalesce(sessions.ended_at, {{ reference_at() }}),
+                    coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+                ) - sessions.opened_at
                 > {{ minutes_var('door_open_critical_minutes') }}
                 then 'critical'
             else 'warning'
         end as severity
 
-    from {{ ref('int_door_sessions') }} as sessions
+    from door_sessions as sessions
+    left join current_devices on current_devices.device_id = sessions.device_id
     where sessions.opened_at <= {{ reference_at() }}
-      and coalesce(sessions.ended_at, {{ reference_at() }}) - sessions.opened_at
+      and least(
+            coalesce(sessions.ended_at, {{ reference_at() }}),
+            coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+        ) - sessions.opened_at
         > {{ minutes_var('door_open_minutes') }}
 
 ),
@@ -161,29 +278,60 @@ battery_readings as (
         health.device_id,
         health.reported_at,
         health.battery_pct,
-        health.battery_pct < {{ var('low_battery_pct') }} as is_low,
-        coalesce(
-            lag(health.battery_pct < {{ var('low_battery_pct') }}) over device_order, false
-        ) as was_low,
-        lead(health.reported_at) over device_order as next_reported_at
+        lead(health.reported_at) over device_order as next_reported_at,
+        -- Hysteresis: low from a report below low_battery_pct until one at or above
+        -- low_battery_recovered_pct; the readings in between stay in the episode.
+        max(case when health.battery_pct < {{ var('low_battery_pct') }} then health.reported_at end)
+            over device_order as last_entry_at,
+        max(case when health.battery_pct >= {{ var('low_battery_recovered_pct') }}
+                then health.reported_at end)
+            over device_order as last_exit_at
 
-    from health
-    window device_order as (partition by health.device_id order by health.reported_at)
+    from battery_health as health
+    window device_order as (
+        partition by health.device_id order by health.reported_at
+        rows unbounded preceding
+    )
+
+),
+
+battery_states as (
+
+    select
+        battery_readings.*,
+        battery_readings.last_entry_at is not null
+            and battery_readings.last_entry_at > coalesce(
+                battery_readings.last_exit_at, timestamptz '-infinity'
+            ) as is_low
+
+    from battery_readings
+
+),
+
+battery_flagged as (
+
+    select
+        battery_states.*,
+        coalesce(lag(battery_states.is_low) over (
+            partition by battery_states.device_id order by battery_states.reported_at
+        ), false) as was_low
+
+    from battery_states
 
 ),
 
 low_readings as (
 
     select
-        battery_readings.*,
-        sum(case when battery_readings.was_low then 0 else 1 end) over (
-            partition by battery_readings.device_id
-            order by battery_readings.reported_at
+        battery_flagged.*,
+        sum(case when battery_flagged.was_low then 0 else 1 end) over (
+            partition by battery_flagged.device_id
+            order by battery_flagged.reported_at
             rows unbounded preceding
         ) as episode_number
 
-    from battery_readings
-    where battery_readings.is_low
+    from battery_flagged
+    where battery_flagged.is_low
 
 ),
 
@@ -219,7 +367,7 @@ report_gaps as (
             partition by health.device_id order by health.reported_at
         ) as next_reported_at
 
-    from health
+    from offline_health as health
 
 ),
 
@@ -232,7 +380,10 @@ offline as (
         report_gaps.reported_at + {{ minutes_var('offline_minutes') }} as started_at,
         report_gaps.next_reported_at as condition_until_at,
         case
-            when coalesce(report_gaps.next_reported_at, {{ reference_at() }}) - report_gaps.reported_at
+            when least(
+                    coalesce(report_gaps.next_reported_at, {{ reference_at() }}),
+                    coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+                ) - report_gaps.reported_at
                 > {{ minutes_var('offline_critical_minutes') }}
                 then 'critical'
             else 'warning'
@@ -240,12 +391,46 @@ offline as (
 
     from report_gaps
     left join current_devices on current_devices.device_id = report_gaps.device_id
-    where coalesce(report_gaps.next_reported_at, {{ reference_at() }}) - report_gaps.reported_at
+    where least(
+            coalesce(report_gaps.next_reported_at, {{ reference_at() }}),
+            coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+        ) - report_gaps.reported_at
         > {{ minutes_var('offline_minutes') }}
-      and not (
-          report_gaps.next_reported_at is null
-          and current_devices.device_status is not distinct from 'retired'
-      )
+
+    union all
+
+    -- Registered and never reported: offline from the registration on.
+    select
+        'offline' as alert_type,
+        current_devices.device_id,
+        current_devices.household_id,
+        registered.first_valid_from_at + {{ minutes_var('offline_minutes') }} as started_at,
+        null::timestamptz as condition_until_at,
+        case
+            when least({{ reference_at() }}, current_devices.alerting_until_at)
+                - registered.first_valid_from_at
+                > {{ minutes_var('offline_critical_minutes') }}
+                then 'critical'
+            else 'warning'
+        end as severity
+
+    from current_devices
+    inner join (
+        select versions.device_id, min(versions.valid_from_at) as first_valid_from_at
+        from {{ ref('dim_device') }} as versions
+        group by versions.device_id
+    ) as registered on registered.device_id = current_devices.device_id
+    {% if is_incremental() %}
+    inner join scope
+        on scope.device_id = current_devices.device_id
+        and scope.alert_type = 'offline'
+    {% endif %}
+    where not exists (
+        select 1 from {{ ref('int_device_health_latest') }} as latest
+        where latest.device_id = current_devices.device_id
+    )
+      and least({{ reference_at() }}, current_devices.alerting_until_at)
+        - registered.first_valid_from_at > {{ minutes_var('offline_minutes') }}
 
 ),
 
@@ -261,25 +446,113 @@ unioned as (
 
 ),
 
-final as (
+computed as (
 
     select
-        md5(concat_ws('|', unioned.alert_type, unioned.device_id,
-            extract(epoch from unioned.started_at)::text)) as alert_id,
         unioned.alert_type,
         unioned.device_id,
         unioned.household_id,
         unioned.started_at,
         case
-            when unioned.condition_until_at <= {{ reference_at() }}
-                then unioned.condition_until_at
+            when capped.until_at <= {{ reference_at() }} then capped.until_at
         end as ended_at,
-        not coalesce(unioned.condition_until_at <= {{ reference_at() }}, false) as is_open,
-        unioned.severity,
-        {{ reference_at() }} as evaluated_at
+        not coalesce(capped.until_at <= {{ reference_at() }}, false) as is_open,
+        unioned.severity
 
     from unioned
+    left join current_devices on current_devices.device_id = unioned.device_id
+    cross join lateral (
+        select case
+            when current_devices.retired_at
+                <= coalesce(unioned.condition_until_at, timestamptz 'infinity')
+                then current_devices.retired_at
+            else unioned.condition_until_at
+        end as until_at
+    ) as capped
+    {% if is_incremental() %}
+    inner join scope
+        on scope.device_id = unioned.device_id
+        and scope.alert_type = unioned.alert_type
+        and unioned.started_at >= scope.since_at
+        and unioned.started_at <= scope.until_at
+    {% endif %}
     where unioned.started_at <= {{ reference_at() }}
+      and unioned.started_at < coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+
+),
+
+{% if is_incremental() %}
+
+-- The episodes these replace, for their ids: an episode that overlaps one written
+-- before keeps that one's alert_id (the earliest such; a split leaves the id with
+-- its first part).
+replaced as (
+
+    select alerts.alert_id, alerts.device_id, alerts.alert_type, alerts.started_at,
+        alerts.ended_at
+    from scope
+    inner join {{ this }} as alerts
+        on alerts.device_id = scope.device_id
+        and alerts.alert_type = scope.alert_type
+        and alerts.started_at >= scope.since_at
+        and alerts.started_at <= scope.until_at
+
+),
+
+claims as (
+
+    select
+        computed.*,
+        previous.alert_id as previous_alert_id,
+        row_number() over (
+            partition by previous.alert_id order by computed.started_at
+        ) as claim_rank
+
+    from computed
+    left join lateral (
+        select replaced.alert_id
+        from replaced
+        where replaced.device_id = computed.device_id
+          and replaced.alert_type = computed.alert_type
+          and replaced.started_at <= coalesce(computed.ended_at, timestamptz 'infinity')
+          and computed.started_at <= coalesce(replaced.ended_at, timestamptz 'infinity')
+        order by replaced.started_at
+        limit 1
+    ) as previous on true
+
+),
+
+{% else %}
+
+claims as (
+
+    select computed.*, null::text as previous_alert_id, 1 as claim_rank
+    from computed
+
+),
+
+{% endif %}
+
+final as (
+
+    select
+        case
+            when claims.previous_alert_id is not null and claims.claim_rank = 1
+                then claims.previous_alert_id
+            else md5(concat_ws('|', claims.alert_type, claims.device_id,
+                extract(epoch from claims.started_at)::text))
+        end as alert_id,
+        claims.alert_type,
+        claims.device_id,
+        claims.household_id,
+        claims.started_at,
+        claims.ended_at,
+        claims.is_open,
+        claims.severity,
+        {{ reference_at() }} as evaluated_at,
+        {{ run_started_at_ts() }} as transformed_at
+
+    from claims
 
 )
 

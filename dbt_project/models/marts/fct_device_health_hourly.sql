@@ -10,8 +10,8 @@
     )
 }}
 -- Per device and hour (UTC): battery, signal and how often the device said it was
--- online. Incremental: the device-hours touched by reports ingested since the
--- newest one already counted (minus the lookback) are recomputed in full.
+-- online. Incremental: the device-hours touched by reports landed in this build's
+-- commit-safe window are recomputed in full from the reports up to its bound.
 
 with
 
@@ -29,11 +29,7 @@ touched as (
         health.device_id,
         {{ hour_start('health.reported_at') }} as hour_start_at
     from health
-    where health.ingested_at > (
-        select coalesce(max(last_ingested_at), timestamptz '-infinity')
-            - {{ minutes_var('ingest_lookback_minutes') }}
-        from {{ this }}
-    )
+    where {{ ingested_window('device_health', 'health.ingested_at') }}
 
 ),
 
@@ -45,6 +41,7 @@ reports as (
         on health.device_id = touched.device_id
         and health.reported_at >= touched.hour_start_at
         and health.reported_at < touched.hour_start_at + interval '1 hour'
+    where {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
 
 ),
 
@@ -54,6 +51,7 @@ reports as (
 
     select health.*, {{ hour_start('health.reported_at') }} as hour_start_at
     from health
+    where {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
 
 ),
 
