@@ -20,12 +20,16 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import psycopg2.extras
 
+from streaming.contracts import v0_event_uuid
+
 EVENTS_TOPIC = "smart-access.events"
 HEALTH_TOPIC = "smart-access.health"
 DEVICES_TOPIC = "smart-access.devices"
 PARTITIONS = {EVENTS_TOPIC: 6, HEALTH_TOPIC: 6, DEVICES_TOPIC: 3}
 
 TRIGGERS = ["app", "keypad", "remote", "schedule", "voice"]
+# what a v0 device calls a v1 trigger source (the guide knows app, button, remote, voice)
+V0_TRIGGERS = {"keypad": "button", "schedule": "app", "auto_close": "remote"}
 FAILURE_REASONS = ["obstruction", "sensor_fault", "motor_stall", "low_battery", "connectivity"]
 DEVICE_TYPES = ["garage_door", "gate", "smart_lock"]
 MODELS = {"garage_door": ["GD-100", "GD-200"], "gate": ["GT-10"], "smart_lock": ["SL-1", "SL-2"]}
@@ -35,7 +39,7 @@ TIMEZONES = ["Europe/Berlin", "Europe/London", "America/New_York"]
 EVENT_COLUMNS = [
     "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key",
     "schema_version", "event_id", "device_id", "household_id", "event_ts", "event_type",
-    "trigger_source", "user_id", "failure_reason", "_ingested_at",
+    "trigger_source", "user_id", "failure_reason", "source_event_id", "_ingested_at",
 ]  # fmt: skip
 HEALTH_COLUMNS = [
     "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key",
@@ -63,6 +67,7 @@ class Device:
     status: str = "active"
     battery: float = 90.0
     door_open: bool = False
+    v0: bool = False  # sends its events in the original guide's format (contract v0)
 
 
 @dataclass
@@ -92,7 +97,7 @@ class Ledger:
         }
 
     def _land(self, topic: str, row: dict, ingested_at: datetime) -> dict:
-        row = {**row, "_ingested_at": ingested_at, "schema_version": 1}
+        row = {"schema_version": 1, **row, "_ingested_at": ingested_at}
         row["kafka_timestamp"] = ingested_at - timedelta(milliseconds=200)
         self._pending[topic].append(row)
         return row
@@ -141,8 +146,29 @@ class Ledger:
             "user_id": f"user-{self.rng.randint(1, 30)}" if trigger in ("app", "voice") else None,
             "failure_reason": self.rng.choice(FAILURE_REASONS) if event_type == "fail" else None,
         }
+        if device.v0:  # as the consumer lands the guide's format
+            source_event_id = f"{device.device_id}-{int(at.timestamp() * 1000)}"
+            row = {
+                **row,
+                "schema_version": 0,
+                "event_id": str(v0_event_uuid(device.device_id, source_event_id)),
+                "source_event_id": source_event_id,
+                "household_id": None,
+                "event_type": "command_failed" if event_type == "fail" else event_type,
+                "trigger_source": V0_TRIGGERS.get(trigger, trigger),
+                "user_id": None,
+                "failure_reason": None,
+            }
         landed = ingested_at or at + timedelta(milliseconds=self.rng.randint(150, 2500))
         return self._land(EVENTS_TOPIC, row, landed)
+
+    def remove(self, device: Device, at: datetime, ingested_at: datetime) -> None:
+        """A tombstone on the registry topic: lands as status 'removed', ids only."""
+        self._land(
+            DEVICES_TOPIC,
+            {"device_id": device.device_id, "status": "removed", "updated_at": at},
+            ingested_at,
+        )
 
     def resend(self, row: dict, ingested_at: datetime) -> None:
         """The same event again (a producer retry): same payload, new coordinates."""

@@ -85,12 +85,35 @@ class Truth:
     ) -> None:
         self.rules = rules or Rules()
         self.reference_at = reference_at
-        self.events = _first_landed(events, lambda r: r["event_id"])
         self.health = _first_landed(health, lambda r: (r["device_id"], r["reported_at"]))
         changes = _first_landed(registry, lambda r: (r["device_id"], r["updated_at"]))
         self.versions: dict[str, list[dict]] = defaultdict(list)
         for change in sorted(changes, key=lambda r: r["updated_at"]):
-            self.versions[change["device_id"]].append(change)
+            versions = self.versions[change["device_id"]]
+            if change["status"] == "removed":  # a tombstone: retired, as registered before
+                if versions:
+                    versions.append(
+                        {**versions[-1], "status": "retired", "updated_at": change["updated_at"]}
+                    )
+                continue
+            versions.append(change)
+        self.events = [self._as_v1(e) for e in _first_landed(events, lambda r: r["event_id"])]
+
+    def _as_v1(self, event: dict) -> dict:
+        """A v0 event as staging maps it (the README's contract table)."""
+        if event["schema_version"] != 0:
+            return event
+        version = self.version_at(event["device_id"], event["event_ts"])
+        is_fail = event["event_type"] in ("fail", "command_failed")
+        return {
+            **event,
+            "household_id": version["household_id"] if version else "unknown",
+            "event_type": "fail" if is_fail else event["event_type"],
+            "failure_reason": "unknown" if is_fail else None,
+            "trigger_source": "keypad"
+            if event["trigger_source"] == "button"
+            else event["trigger_source"],
+        }
 
     # --- dimensions -------------------------------------------------------------
     def version_at(self, device_id: str, at: datetime) -> dict | None:

@@ -10,6 +10,7 @@ equals a full refresh.
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -31,6 +32,8 @@ SCRIPTED = {f"dev-{n:04d}" for n in range(8, 17)}
 def _phase1(ledger: Ledger) -> list[Device]:
     fleet = build_fleet(ledger, T0 - timedelta(minutes=1))
     end = T0 + timedelta(hours=2)
+    for device in fleet[19:23]:  # devices written to the original guide (contract v0)
+        device.v0 = True
     for device in fleet:
         if device.device_id not in SCRIPTED:
             ledger.door_activity(device, T0, end)
@@ -92,6 +95,15 @@ def _phase1(ledger: Ledger) -> list[Device]:
     for device in fleet[20:30]:
         at = T0 + timedelta(minutes=ledger.rng.randint(10, 60), seconds=17)
         ledger.event(device, at, "close", ingested_at=end - timedelta(minutes=1))
+    # A v0 device the registry never hears of: household 'unknown', no attributes; one
+    # of its events sent twice (the same device event id: one row in the marts). Its
+    # own random stream leaves the rest of the scenario as it was.
+    shared, ledger.rng = ledger.rng, random.Random(99)
+    stray = Device("7", "hh-none", "gate", "GT-10", "0", None, None, T0, v0=True)
+    for minute, kind in ((12, "open"), (13, "close"), (33, "fail"), (34, "open")):
+        row = ledger.event(stray, T0 + timedelta(minutes=minute), kind, trigger="keypad")
+    ledger.resend(row, row["_ingested_at"] + timedelta(seconds=3))
+    ledger.rng = shared
     return fleet
 
 
@@ -121,6 +133,8 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
         T0 - timedelta(days=10),
     )
     ledger.register(ghost, T0 - timedelta(days=5), PHASE2 + timedelta(minutes=2))
+    # A tombstone on the registry topic: a v0 device is removed (retired from then on).
+    ledger.remove(dev["dev-0022"], PHASE2 + timedelta(minutes=3), PHASE2 + timedelta(minutes=4))
     # Two firmware changes of one device between the same two builds, and a change
     # older than the current version that lands three days late.
     for minute, firmware in ((5, "1.6.0"), (20, "1.7.0")):
@@ -511,3 +525,32 @@ def test_readme_queries_run_as_the_analyst(warehouse, phase2) -> None:
         check=True,
     )
     assert [line.split("|")[1] for line in proc.stdout.splitlines()] == ["1.4.0", "1.5.0"]
+
+
+def test_v0_events_and_a_registry_tombstone(warehouse, phase2) -> None:
+    """The guide's format reaches the marts mapped to v1; a tombstone retires a device."""
+    conn = warehouse["conn"]
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select household_id, event_type, failure_reason, trigger_source, model"
+            " from marts.fct_access_events where device_id = '7' order by event_at"
+        )
+        stray = cur.fetchall()
+        assert len(stray) == 4  # its resent event counted once
+        assert {r[0] for r in stray} == {"unknown"} and {r[4] for r in stray} == {None}
+        assert stray[2][1:4] == ("fail", "unknown", "keypad")
+        cur.execute(
+            "select count(*), count(*) filter (where household_id = %s)"
+            " from marts.fct_access_events where device_id = 'dev-0020'",
+            (warehouse["ledger"].devices["dev-0020"].household_id,),
+        )
+        total, with_registry_household = cur.fetchone()
+        assert total > 0 and with_registry_household == total
+        cur.execute(
+            "select device_status, valid_from_at, valid_to_at, is_current, model"
+            " from marts.dim_device where device_id = 'dev-0022' order by valid_from_at"
+        )
+        *earlier, last = cur.fetchall()
+        removed_at = PHASE2 + timedelta(minutes=3)
+        assert last[:4] == ("retired", removed_at, None, True) and last[4] is not None
+        assert earlier[-1][2] == removed_at and earlier[-1][0] == "active"

@@ -17,15 +17,54 @@ changes as (
 
 ),
 
-sequenced as (
+-- A removal (a tombstone on the registry topic) closes the device's version and
+-- starts a last one, retired, that keeps the attributes of the registration before
+-- it: every rule for retired devices (no alerts, not counted as active) applies.
+grouped as (
 
     select
         changes.*,
-        lead(changes.updated_at) over device_order as next_updated_at,
-        row_number() over device_order as version_number
+        count(*) filter (where changes.device_status <> 'removed') over (
+            partition by changes.device_id order by changes.updated_at
+            rows between unbounded preceding and current row
+        ) as registration_number
 
     from changes
-    window device_order as (partition by changes.device_id order by changes.updated_at)
+
+),
+
+filled as (
+
+    select
+        grouped.device_id,
+        first_value(grouped.household_id) over registration as household_id,
+        first_value(grouped.device_type) over registration as device_type,
+        first_value(grouped.model) over registration as model,
+        first_value(grouped.firmware_version) over registration as firmware_version,
+        first_value(grouped.installed_at) over registration as installed_at,
+        case grouped.device_status when 'removed' then 'retired' else grouped.device_status end
+            as device_status,
+        first_value(grouped.region) over registration as region,
+        first_value(grouped.timezone) over registration as timezone,
+        grouped.updated_at
+
+    from grouped
+    where grouped.registration_number > 0  -- a removal of a device never registered
+    window registration as (
+        partition by grouped.device_id, grouped.registration_number order by grouped.updated_at
+    )
+
+),
+
+sequenced as (
+
+    select
+        filled.*,
+        lead(filled.updated_at) over device_order as next_updated_at,
+        row_number() over device_order as version_number
+
+    from filled
+    window device_order as (partition by filled.device_id order by filled.updated_at)
 
 ),
 

@@ -130,7 +130,11 @@ joined as (
     select
         events.event_id,
         events.device_id,
-        events.household_id,
+        -- a v0 event has no household: the registry's, when it knows the device
+        case
+            when events.household_id = 'unknown' then coalesce(versions.household_id, 'unknown')
+            else events.household_id
+        end as household_id,
         events.event_at,
         events.event_type,
         events.trigger_source,

@@ -14,15 +14,28 @@ source as (
 
 renamed as (
 
+    -- Contract v0 (the original guide's format) is mapped to v1 here; v1 rows pass
+    -- through unchanged. The README's contract section has the table: event_id is
+    -- already a name-based UUID (raw.source_event_id keeps the device's own id),
+    -- command_failed is a fail whose reason is unknown, the guide's button is the
+    -- device's own local control (v1 keypad), and a v0 event carries no household
+    -- ('unknown' here; fct_access_events takes the registry's when it knows one).
     select
         source.event_id,
         source.device_id,
-        source.household_id,
+        coalesce(source.household_id, 'unknown') as household_id,
         source.event_ts as event_at,
-        source.event_type,
-        source.trigger_source,
+        case source.event_type when 'command_failed' then 'fail' else source.event_type end
+            as event_type,
+        case source.trigger_source when 'button' then 'keypad' else source.trigger_source end
+            as trigger_source,
         source.user_id,
-        source.failure_reason,
+        case
+            when source.schema_version = 0 and source.event_type in ('fail', 'command_failed')
+                then 'unknown'
+            else source.failure_reason
+        end as failure_reason,
+        source.source_event_id,
         source.schema_version,
         source.kafka_topic,
         source.kafka_partition,
