@@ -429,7 +429,13 @@ class Truth:
         for e in self.events:
             last_event[e["device_id"]] = max(e["event_ts"], last_event.get(e["device_id"], NEG_INF))
         out = set()
-        for device_id, v in self.current().items():
+        devices = dict(self.current())
+        # devices the registry never saw: shown once they report health or had events
+        # in the last 24 hours (their windows), as unregistered
+        for device_id in set(latest) | set(windows):
+            if device_id not in self.versions:
+                devices[device_id] = {"firmware_version": None}
+        for device_id, v in devices.items():
             h = latest.get(device_id)
             online = bool(h and h["is_online"] and h["reported_at"] > ref - r.offline)
             total, fails = windows.get(device_id, (0, 0))

@@ -131,6 +131,41 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
             landed = cur.fetchone()[0]
         time.sleep(2)
     assert landed >= 50, "the simulator and consumer landed no events"
+    # A producer written to the original guide (contract v0) joins the fleet.
+    guide = subprocess.run(
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "streaming.producer",
+            "--format",
+            "v0",
+            "--households",
+            "5",
+            "--rate",
+            "500",
+            "--count",
+            "400",
+        ],
+        cwd=REPO_ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{stack_env['KAFKA_PORT']}",
+            "PYTHONPATH": str(REPO_ROOT),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert guide.returncode == 0, guide.stderr
+    deadline = time.monotonic() + 60
+    v0_landed = 0
+    while time.monotonic() < deadline and v0_landed < 100:
+        with closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+            cur.execute("select count(*) from raw.access_events where schema_version = 0")
+            v0_landed = cur.fetchone()[0]
+        time.sleep(1)
+    assert v0_landed >= 100, "the guide's messages did not land"
 
     patched = _api(stack_env, "PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False}, token=token)
     assert patched["is_paused"] is False
@@ -178,6 +213,23 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
         )
         distinct_raw, missing = cur.fetchone()
         assert distinct_raw > 0 and missing == 0, (distinct_raw, missing)
+        # The guide's events are in the fact and in the rollups the dashboard reads.
+        cur.execute(
+            """
+            select count(distinct f.event_id),
+                   count(distinct f.event_id) filter (where f.household_id = 'unknown')
+            from marts.fct_access_events f
+            join raw.access_events r using (event_id)
+            where r.schema_version = 0
+            """
+        )
+        v0_facts, unknown_household = cur.fetchone()
+        assert v0_facts > 0 and unknown_household == v0_facts  # no registry for them
+        cur.execute(
+            "select coalesce(sum(event_count), 0) from marts.agg_access_15min"
+            " where device_id ~ '^[0-9]+$'"
+        )
+        assert cur.fetchone()[0] >= v0_facts
 
 
 def _listening_sockets() -> dict[int, list[tuple[str, int]]]:

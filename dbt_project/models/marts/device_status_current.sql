@@ -7,14 +7,10 @@
 --   ok        otherwise
 -- The 24 h failure rate covers the 96 fifteen-minute windows starting in
 -- (reference - 24 h, reference].
+-- Devices the registry has never seen (a v0 device, say) are here too, as
+-- 'unregistered' in household 'unknown', once they report health or had events in
+-- the last 24 hours: their data is shown, not lost.
 with
-
-devices as (
-
-    select * from {{ ref('dim_device') }}
-    where is_current
-
-),
 
 health as (
 
@@ -32,6 +28,51 @@ failures_24h as (
     where windows.window_start_at > {{ reference_at() }} - interval '24 hours'
       and windows.window_start_at <= {{ reference_at() }}
     group by windows.device_id
+
+),
+
+registered as (
+
+    select
+        current_versions.device_id,
+        current_versions.household_id,
+        current_versions.device_type,
+        current_versions.model,
+        current_versions.device_status,
+        current_versions.region,
+        current_versions.firmware_version
+    from {{ ref('dim_device') }} as current_versions
+    where current_versions.is_current
+
+),
+
+unregistered as (
+
+    select
+        seen.device_id,
+        'unknown' as household_id,
+        null::text as device_type,
+        null::text as model,
+        'unregistered' as device_status,
+        null::text as region,
+        null::text as firmware_version
+    from (
+        select health.device_id from health
+        union
+        select failures_24h.device_id from failures_24h
+    ) as seen
+    where not exists (
+        select 1 from {{ ref('dim_device') }} as versions
+        where versions.device_id = seen.device_id
+    )
+
+),
+
+devices as (
+
+    select * from registered
+    union all
+    select * from unregistered
 
 ),
 
