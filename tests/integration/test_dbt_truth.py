@@ -312,6 +312,12 @@ def test_full_build_matches_recomputation(warehouse, phase1) -> None:
         cur.execute("select distinct alert_type from marts.fct_alerts")
         kinds = {r[0] for r in cur.fetchall()}
     assert kinds == {"repeated_failures", "door_left_open", "low_battery", "offline"}
+    with conn, conn.cursor() as cur:  # a device only its events know: shown, unregistered
+        cur.execute(
+            "select device_status, household_id, event_count_24h"
+            " from marts.device_status_current where device_id = '7'"
+        )
+        assert cur.fetchone() == ("unregistered", "unknown", 4)
 
 
 def test_incremental_after_late_data_matches_recomputation(warehouse, phase2) -> None:
