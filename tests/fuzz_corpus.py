@@ -50,9 +50,34 @@ def _j(body: object) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
 
 
+# the original guide's format (contract v0), as its own producer sends it
+_EVENT_V0 = {
+    "event_id": "42-1764373440123",
+    "device_id": 42,
+    "event_ts": "2026-11-30T10:00:00.123456",
+    "event_type": "command_failed",
+    "trigger_source": "button",
+}
+_HEALTH_V0 = {
+    "device_id": 42,
+    "reported_at": "2026-11-30T10:00:00.123456",
+    "battery_pct": 57,
+    "signal_strength_dbm": -71,
+    "is_online": True,
+}
+
 VALID: dict[str, list[bytes]] = {
-    EVENTS: [_j(_EVENT), _j({**_EVENT, "event_type": "open", "failure_reason": None})],
-    HEALTH: [_j(_HEALTH), _j({k: v for k, v in _HEALTH.items() if k != "temperature_c"})],
+    EVENTS: [
+        _j(_EVENT),
+        _j({**_EVENT, "event_type": "open", "failure_reason": None}),
+        _j(_EVENT_V0),
+        _j({**_EVENT_V0, "schema_version": 0, "device_id": "gate-7"}),
+    ],
+    HEALTH: [
+        _j(_HEALTH),
+        _j({k: v for k, v in _HEALTH.items() if k != "temperature_c"}),
+        _j(_HEALTH_V0),
+    ],
     DEVICES: [_j(_DEVICE), _j({**_DEVICE, "timezone": None, "region": None})],
 }
 
@@ -76,6 +101,10 @@ HOSTILE: list[bytes] = [
     _j({**_EVENT, "device_id": "d" * 500}),
     _j({**_DEVICE, "timezone": "Nowhere/City"}),
     _j({**_EVENT, "schema_version": 2}),
+    _j({**_EVENT_V0, "device_id": 2**64}),
+    _j({**_EVENT_V0, "event_ts": "2026-11-30T10:00:00+16:00"}),
+    _j({**_EVENT_V0, "trigger_source": "keypad"}),
+    _j({**_HEALTH_V0, "reported_at": "1900-01-01T00:00:00"}),
     _j({**_EVENT, "padding": "x" * 20_000}),
     b'<script>alert("x")</script>',
     bytes(range(256)),
