@@ -51,6 +51,7 @@ __all__ = [
     "Invalid",
     "Validator",
     "json_schemas",
+    "nesting_depth",
     "v0_event_uuid",
 ]
 
@@ -274,13 +275,14 @@ def _declared_version(value: bytes) -> Any:
 
 def _kind(message: str, value: bytes) -> str:
     kind = _classify(message)
-    if kind == "not_an_object" and _nesting_depth(value) > 32:
+    if kind == "not_an_object" and nesting_depth(value) > 32:
         return "too_deep"
     return kind
 
 
-def _nesting_depth(value: bytes) -> int:
-    """Maximum bracket depth outside strings (only on the failure path)."""
+def nesting_depth(value: bytes, stop: int | None = None) -> int:
+    """Maximum bracket depth of JSON bytes outside strings; counting ends early once it
+    passes `stop`. Cheap enough for the failure path and for bounded previews."""
     depth = deepest = 0
     in_string = escaped = False
     for byte in value:
@@ -295,7 +297,10 @@ def _nesting_depth(value: bytes) -> int:
             in_string = True
         elif byte in (0x7B, 0x5B):
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > deepest:
+                deepest = depth
+                if stop is not None and deepest > stop:
+                    break
         elif byte in (0x7D, 0x5D):
             depth -= 1
     return deepest
@@ -410,7 +415,7 @@ class Validator:
             value.decode("utf-8")
         except UnicodeDecodeError as err:
             return Invalid("not_utf8", f"invalid UTF-8 at byte {err.start}")
-        if isinstance(exc, RecursionError) or _nesting_depth(value) > 32:
+        if isinstance(exc, RecursionError) or nesting_depth(value) > 32:
             return Invalid("too_deep", f"JSON nested deeper than the decoder allows ({exc})")
         if isinstance(exc, UnicodeDecodeError):
             return Invalid("not_utf8", str(exc))

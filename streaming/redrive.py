@@ -31,7 +31,7 @@ from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.consumer import absorb_record
 from streaming.contracts import Validator
 from streaming.settings import PostgresSettings
-from streaming.sink import Batch, PostgresSink, Record
+from streaming.sink import Batch, PostgresSink, Record, failures
 from streaming.topics import DATA_TOPICS
 
 __all__ = ["Outcome", "main", "redrive"]
@@ -127,22 +127,7 @@ def redrive(
             if not dry_run and batch.size:
                 landed, failed = sink.redrive(batch)
             else:
-                landed = [
-                    (r.topic, r.partition, r.offset, r.epoch, f"raw.{table}")
-                    for table, records in batch.records.items()
-                    for r in records
-                ]
-                failed = [
-                    (
-                        d.record.topic,
-                        d.record.partition,
-                        d.record.offset,
-                        d.record.epoch,
-                        d.kind,
-                        d.detail,
-                    )
-                    for d in batch.dead
-                ]
+                landed, failed = batch.landing(), failures(batch.dead)
             for topic, partition, offset, epoch, _target in landed:
                 outcome.landed[old_kind[(topic, partition, offset, epoch)]] += 1
             for topic, partition, offset, epoch, kind, _detail in failed:

@@ -55,6 +55,7 @@ __all__ = [
     "Record",
     "Stored",
     "copy_line",
+    "failures",
     "kafka_datetime",
 ]
 
@@ -348,9 +349,51 @@ class Batch:
                 out.append((payload.record, payload.contract_topic, payload))
         return out
 
+    def landing(
+        self,
+        refused: set[tuple[str, int, int, int]]
+        | frozenset[tuple[str, int, int, int]] = frozenset(),
+    ) -> list[tuple[str, int, int, int, str]]:
+        """Coordinates (with log epoch) and target table of every valid record."""
+        return [
+            (*_coordinates(r), f"raw.{table}")
+            for table, records in self.records.items()
+            for r in records
+            if _coordinates(r) not in refused
+        ]
+
     def drop_partitions(self, gone: set[tuple[str, int]]) -> Batch:
         """The same batch without the records of partitions this consumer lost."""
         return self._subset([e for e in self._entries() if (e[0], e[1]) not in gone])
+
+
+def _coordinates(record: Record) -> tuple[str, int, int, int]:
+    return (record.topic, record.partition, record.offset, record.epoch)
+
+
+def failures(dead: Sequence[DeadLetter]) -> list[tuple[str, int, int, int, str, str]]:
+    """Each dead letter's coordinates with its kind and detail."""
+    return [(*_coordinates(d.record), d.kind, d.detail) for d in dead]
+
+
+def _mark_dead_letters(
+    cur: Any, assignments: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """Update raw.dead_letters from rows of (coordinates..., *columns)."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    placeholders = ", ".join(["%s"] * len(columns))
+    execute_values(
+        cur,
+        f"update raw.dead_letters as d set {assignments} "
+        f"from (values %s) as v (topic, partition, kafka_offset, epoch, {names}) "
+        "where d.kafka_topic = v.topic and d.kafka_partition = v.partition "
+        "and d.kafka_offset = v.kafka_offset and d.kafka_log_epoch = v.epoch",
+        rows,
+        template=f"(%s, %s, %s::bigint, %s::smallint, {placeholders})",
+        page_size=len(rows),
+    )
 
 
 @dataclass(frozen=True)
@@ -558,53 +601,22 @@ class PostgresSink:
                 for table, lines in batch.lines.items():
                     if lines:
                         self._land(cur, table, lines, batch.records[table], dead, True)
-                refused = {
-                    (d.record.topic, d.record.partition, d.record.offset, d.record.epoch)
-                    for d in dead
-                }
-                landed = [
-                    (r.topic, r.partition, r.offset, r.epoch, f"raw.{table}")
-                    for table, records in batch.records.items()
-                    for r in records
-                    if (r.topic, r.partition, r.offset, r.epoch) not in refused
-                ]
-                failed = [
-                    (
-                        d.record.topic,
-                        d.record.partition,
-                        d.record.offset,
-                        d.record.epoch,
-                        d.kind,
-                        d.detail,
-                    )
-                    for d in dead
-                ]
-                if landed:
-                    execute_values(
-                        cur,
-                        "update raw.dead_letters as d set redriven_at = clock_timestamp(), "
-                        "redriven_to = v.target, redrive_error_kind = null, "
-                        "redrive_error_detail = null "
-                        "from (values %s) as v (topic, partition, kafka_offset, epoch, target) "
-                        "where d.kafka_topic = v.topic and d.kafka_partition = v.partition "
-                        "and d.kafka_offset = v.kafka_offset and d.kafka_log_epoch = v.epoch",
-                        landed,
-                        template="(%s, %s, %s::bigint, %s::smallint, %s)",
-                        page_size=len(landed),
-                    )
-                if failed:
-                    execute_values(
-                        cur,
-                        "update raw.dead_letters as d set redrive_error_kind = v.kind, "
-                        "redrive_error_detail = v.detail "
-                        "from (values %s) as v (topic, partition, kafka_offset, epoch, kind, "
-                        "detail) "
-                        "where d.kafka_topic = v.topic and d.kafka_partition = v.partition "
-                        "and d.kafka_offset = v.kafka_offset and d.kafka_log_epoch = v.epoch",
-                        failed,
-                        template="(%s, %s, %s::bigint, %s::smallint, %s, %s)",
-                        page_size=len(failed),
-                    )
+                refused = {_coordinates(d.record) for d in dead}
+                landed = batch.landing(refused)
+                failed = failures(dead)
+                _mark_dead_letters(
+                    cur,
+                    "redriven_at = clock_timestamp(), redriven_to = v.target, "
+                    "redrive_error_kind = null, redrive_error_detail = null",
+                    ("target",),
+                    landed,
+                )
+                _mark_dead_letters(
+                    cur,
+                    "redrive_error_kind = v.kind, redrive_error_detail = v.detail",
+                    ("kind", "detail"),
+                    failed,
+                )
             conn.commit()
         except BaseException:
             self.discard()

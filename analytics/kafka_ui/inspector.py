@@ -17,6 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 
+from streaming.contracts import nesting_depth
+
 __all__ = [
     "REASON_HEADERS",
     "GroupLag",
@@ -128,30 +130,6 @@ def _decode(raw: bytes | None, limit: int = PREVIEW_CHARS) -> str | None:
         return None
     head = raw[: limit * 4]
     return _bounded(head.decode("utf-8", "backslashreplace"), len(raw), limit)
-
-
-def _depth(text: str) -> int:
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > _MAX_DEPTH:
-                    break
-        elif ch in "}]":
-            depth -= 1
-    return deepest
 
 
 def _as_bytes(raw: object) -> bytes | None:
@@ -271,7 +249,7 @@ def pretty(value: bytes | None) -> tuple[str, bool]:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
             text = None
-        if text is not None and _depth(text) <= _MAX_DEPTH:
+        if text is not None and nesting_depth(value, stop=_MAX_DEPTH) <= _MAX_DEPTH:
             try:
                 shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True)
             except (ValueError, RecursionError):
