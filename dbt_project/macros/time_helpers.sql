@@ -3,7 +3,8 @@
    of inventing them. The var `reference_at` pins it (tests, replays); otherwise
    `data_watermark_at`, which the build runner (smart_access.watermarks) sets to the
    oldest, over the events' and health topics' partitions, of the newest record time
-   landed; run by hand, dbt reads the same from ops. #}
+   landed (a partition an hour behind the newest is idle and left out); run by hand,
+   dbt reads the same from ops. #}
 {% macro reference_at() -%}
     {%- set pinned = var('reference_at', '') or var('data_watermark_at', '') -%}
     {%- if pinned -%}
@@ -13,6 +14,11 @@
             select coalesce(min(marks.newest_record_at), timestamptz '-infinity')
             from ops.transform_partition_watermarks as marks
             where marks.source_table in ('raw.access_events', 'raw.device_health')
+              and marks.newest_record_at >= (
+                select max(newest.newest_record_at) - interval '60 minutes'
+                from ops.transform_partition_watermarks as newest
+                where newest.source_table in ('raw.access_events', 'raw.device_health')
+              )
         )
     {%- endif -%}
 {%- endmacro %}

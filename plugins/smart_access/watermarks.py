@@ -54,6 +54,13 @@ SOURCES = {
 DATA_SOURCES = ("access_events", "device_health")
 LOCK_KEY = 0x5A_7F0E  # one constant for every builder of a database
 NEG_INF = "-infinity"
+# A partition whose newest record is this much older than the newest partition's is
+# idle (no device keyed to it is sending), not lagging: it does not hold the data
+# watermark back. Consumer lag delays every partition alike.
+IDLE_PARTITION = timedelta(minutes=60)
+# The commit-safe bound this far behind the clock means a transaction has been
+# writing for that long: the transforms wait for it, so say so.
+STALLED_BOUND = timedelta(minutes=5)
 
 
 class TransformBusy(RuntimeError):
@@ -76,10 +83,19 @@ class BuildWindow:
 
     @property
     def data_watermark_at(self) -> datetime | None:
+        """The oldest newest-record time over the events' and health partitions.
+
+        Partitions more than IDLE_PARTITION behind the newest one are left out: an
+        idle partition (its devices silent) must not stop the clock of the rules that
+        detect silence.
+        """
         marks = [
             at for (source, _, _), at in self.newest_record_at.items() if source in DATA_SOURCES
         ]
-        return min(marks) if marks else None
+        if not marks:
+            return None
+        newest = max(marks)
+        return min(at for at in marks if at >= newest - IDLE_PARTITION)
 
     def dbt_vars(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str:
@@ -199,7 +215,14 @@ def open_window(conn: psycopg2.extensions.connection, *, full_refresh: bool = Fa
             for topic, partition, _, record_at in rows:
                 key = (name, topic, partition)
                 newest[key] = max(record_at, newest.get(key, record_at))
-    if writer_pid is not None:
+    if writer_pid is not None and stamp - safe_before > STALLED_BOUND:
+        logger.warning(
+            "transforms wait for pid %s: its transaction has been writing since %s, and no"
+            " row landed after that start is read until it ends",
+            writer_pid,
+            safe_before,
+        )
+    elif writer_pid is not None:
         logger.info(
             "commit-safe bound %s held by the open transaction of pid %s", safe_before, writer_pid
         )
