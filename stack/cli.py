@@ -83,6 +83,7 @@ _PORT_VARIABLE = {
     "airflow-api-server": "AIRFLOW_PORT",
     "dashboard": "DASHBOARD_PORT",
     "kafka-ui": "KAFKA_UI_PORT",
+    "consumer": "CONSUMER_METRICS_PORT",
 }
 
 

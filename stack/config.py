@@ -78,6 +78,7 @@ class StackConfig:
     airflow_enabled: bool = True
     dashboard_port: int = 8501
     kafka_ui_port: int = 8090
+    consumer_metrics_port: int = 9464
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -106,6 +107,7 @@ class StackConfig:
             airflow_enabled=_flag(env, "SMART_ACCESS_AIRFLOW", default=True),
             dashboard_port=_port(env, "DASHBOARD_PORT", 8501),
             kafka_ui_port=_port(env, "KAFKA_UI_PORT", 8090),
+            consumer_metrics_port=_port(env, "CONSUMER_METRICS_PORT", 9464),
         )
 
     # --- folders -------------------------------------------------------------

@@ -68,7 +68,14 @@ def services(config: StackConfig) -> list[Service]:
         Service(
             name="consumer",
             description="Kafka -> PostgreSQL sink (exactly once)",
-            command=[sys.executable, "-m", "streaming.consumer"],
+            command=[
+                sys.executable,
+                "-m",
+                "streaming.consumer",
+                "--metrics-port",
+                str(config.consumer_metrics_port),
+            ],
+            port=config.consumer_metrics_port,  # Prometheus metrics, 127.0.0.1 only
             env=config.role_env("smart_access_loader"),
             stopwaitsecs=30,
         )

@@ -45,6 +45,7 @@ from streaming.contracts import (
     Invalid,
     Validator,
 )
+from streaming.metrics import ConsumerMetrics
 from streaming.settings import KafkaSettings, PostgresSettings
 from streaming.sink import (
     Batch,
@@ -208,6 +209,7 @@ class SinkConsumer:
         max_backoff: float = 30.0,
         consumer_overrides: dict[str, Any] | None = None,
         synchronous_commit: bool = False,
+        metrics_port: int | None = None,
     ) -> None:
         self.client_id = f"{socket.gethostname()}-{os.getpid()}"
         self.group = group
@@ -240,6 +242,9 @@ class SinkConsumer:
         self.epochs: dict[tuple[str, int], int] = {}
         self.expected: dict[tuple[str, int], int] = {}
         self.halted: set[tuple[str, int]] = set()
+        self.metrics = ConsumerMetrics(group)
+        if metrics_port:
+            self.metrics.serve(metrics_port)
         self.batch: Batch | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self._inflight: tuple[Batch, Future[BatchResult]] | None = None
@@ -263,6 +268,7 @@ class SinkConsumer:
             logger.error("fatal Kafka error: %s", err)
             self.stopping = True
             return
+        self.metrics.errors.labels(system="kafka", kind=err.name()).inc()
         now = time.monotonic()
         if now - self._last_kafka_error > 10:
             logger.warning("Kafka: %s (the client keeps reconnecting)", err.str())
@@ -296,6 +302,8 @@ class SinkConsumer:
             if halt is not None:
                 halted.append(TopicPartition(p.topic, p.partition))
                 self._halt(halt)
+            else:
+                self.metrics.halted.labels(topic=p.topic, partition=str(p.partition)).set(0)
         consumer.assign(partitions)
         if halted:
             consumer.pause(halted)
@@ -359,6 +367,7 @@ class SinkConsumer:
     def _halt(self, halt: Halt) -> None:
         """Stop one partition whose log was replaced: one error line and an ops row."""
         self.halted.add((halt.topic, halt.partition))
+        self.metrics.halted.labels(topic=halt.topic, partition=str(halt.partition)).set(1)
         what = {
             "topic_recreated": f"the topic's id changed ({halt.stored_topic_id} -> "
             f"{halt.actual_topic_id}): it was deleted and recreated",
@@ -509,6 +518,7 @@ class SinkConsumer:
                 self._writer.shutdown(wait=True)
                 self.sink.close()
                 self.dlq.close()
+                self.metrics.close()
         logger.info(
             "stopped: %d rows, %d dead letters in %d batches",
             self.totals["rows"],
@@ -549,6 +559,7 @@ class SinkConsumer:
             batch.started_at = now - timedelta(seconds=time.monotonic() - called)
             batch.started_monotonic = called
         epochs, expected, halted = self.epochs, self.expected, self.halted
+        consumed: dict[str, int] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -576,6 +587,9 @@ class SinkConsumer:
                 epochs.get(key, 0),
             )
             absorb_record(batch, validate, raw, topic[cut:], now)
+            consumed[topic] = consumed.get(topic, 0) + 1
+        for topic, n in consumed.items():
+            self.metrics.consumed.labels(topic=topic[cut:]).inc(n)
 
     def _lag(self, batch: Batch) -> int | None:
         total = 0
@@ -586,6 +600,9 @@ class SinkConsumer:
                 )
                 if high >= 0:
                     total += max(0, high - next_offset)
+                    self.metrics.lag.labels(topic=topic, partition=str(partition)).set(
+                        max(0, high - next_offset)
+                    )
         except KafkaException:
             return None
         return total
@@ -683,6 +700,8 @@ class SinkConsumer:
             self.batch = None
             self.need_rewind = True
             self._pause()
+            system = "postgres" if isinstance(exc, psycopg2.Error) else "kafka"
+            self.metrics.errors.labels(system=system, kind=type(exc).__name__).inc()
             if isinstance(exc, _PG_DOWN):
                 what = "PostgreSQL"
             elif isinstance(exc, DeadLetterQueueUnavailable | KafkaException):
@@ -702,6 +721,14 @@ class SinkConsumer:
                 self.backoff = min(self.backoff * 2, self.max_backoff)
             return False
         self.backoff = 0.5
+        self.metrics.record_batch(
+            result.landed_by_topic,
+            result.dead_by_kind,
+            batch.size,
+            result.seconds,
+            batch.kafka_timestamps,
+            batch.next_offsets,
+        )
         self.totals["rows"] += result.rows
         self.totals["dead"] += result.dead_letters
         self.totals["skipped"] += result.skipped_existing
@@ -917,6 +944,12 @@ def build_parser() -> argparse.ArgumentParser:
         "roll rows and positions back together, and they are re-read from Kafka)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default 0: off)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     return parser
@@ -943,6 +976,7 @@ def main(argv: list[str] | None = None) -> int:
         max_skew=timedelta(seconds=args.max_skew),
         min_timestamp=args.min_timestamp,
         synchronous_commit=args.synchronous_commit == "on",
+        metrics_port=args.metrics_port or None,
     )
     signal.signal(signal.SIGTERM, consumer.request_stop)
     signal.signal(signal.SIGINT, consumer.request_stop)

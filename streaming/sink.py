@@ -403,14 +403,25 @@ class BatchResult:
     skipped_existing: int
     db_rejected: int
     seconds: float
+    # committed rows by contract topic, and dead letters by (contract topic, kind)
+    landed_by_topic: dict[str, int] = field(default_factory=dict)
+    dead_by_kind: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __add__(self, other: BatchResult) -> BatchResult:
+        landed = dict(self.landed_by_topic)
+        for topic, n in other.landed_by_topic.items():
+            landed[topic] = landed.get(topic, 0) + n
+        dead = dict(self.dead_by_kind)
+        for key, n in other.dead_by_kind.items():
+            dead[key] = dead.get(key, 0) + n
         return BatchResult(
             self.rows + other.rows,
             self.dead_letters + other.dead_letters,
             self.skipped_existing + other.skipped_existing,
             self.db_rejected + other.db_rejected,
             self.seconds + other.seconds,
+            landed,
+            dead,
         )
 
 
@@ -682,12 +693,18 @@ class PostgresSink:
         except BaseException:
             self.discard()
             raise
+        dead_by_kind: dict[tuple[str, str], int] = {}
+        for letter in dead:
+            key = (letter.contract_topic, letter.kind)
+            dead_by_kind[key] = dead_by_kind.get(key, 0) + 1
         return BatchResult(
             rows=rows,
             dead_letters=len(dead),
             skipped_existing=self._skipped,
             db_rejected=rejected,
             seconds=time.monotonic() - started,
+            landed_by_topic=valid,
+            dead_by_kind=dead_by_kind,
         )
 
     def _land(

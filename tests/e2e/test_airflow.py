@@ -52,6 +52,7 @@ def stack_env() -> Iterator[dict[str, str]]:
         AIRFLOW_PORT=str(free_port()),
         DASHBOARD_PORT=str(free_port()),
         KAFKA_UI_PORT=str(free_port()),
+        CONSUMER_METRICS_PORT=str(free_port()),
     )
     up = _make("up", env)
     try:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def stack_env() -> Iterator[dict[str, str]]:
         SMART_ACCESS_AIRFLOW="off",
         DASHBOARD_PORT=str(free_port()),
         KAFKA_UI_PORT=str(free_port()),
+        CONSUMER_METRICS_PORT=str(free_port()),
     )
     try:
         yield env
@@ -73,6 +75,18 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
         assert status[name][1] == "RUNNING", status
         assert status[name][3] == "0", status  # no unexpected exit yet
         assert status[name][6] == "yes", status
+
+    # The consumer serves its Prometheus metrics on loopback.
+    deadline = time.monotonic() + 30
+    body = ""
+    while time.monotonic() < deadline and "smart_access_records_consumed_total" not in body:
+        try:
+            url = f"http://127.0.0.1:{stack_env['CONSUMER_METRICS_PORT']}/metrics"
+            with urllib.request.urlopen(url, timeout=3) as response:
+                body = response.read().decode()
+        except OSError:
+            time.sleep(1)
+    assert "smart_access_consumer_info" in body and "process_start_time_seconds" in body
 
     # A second `make up` is a no-op: the same processes keep running.
     again = _make("up", stack_env)

@@ -644,7 +644,7 @@ def test_simulator_and_consumer_run_as_in_the_embedded_stack(tmp_path: Path) -> 
 
 def test_consumer_health_asks_the_consumer_group() -> None:
     consumer = services(KAFKA_FILE)["consumer"]
-    assert consumer["command"] == ["python", "-m", "streaming.consumer"]
+    assert consumer["command"] == ["python", "-m", "streaming.consumer", "--metrics-port", "9464"]
     assert consumer["healthcheck"]["test"][1:] == ["python", "-m", "deploy.healthcheck", "consumer"]
     from deploy.healthcheck import build_parser
 

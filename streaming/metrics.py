@@ -1,0 +1,131 @@
+"""Prometheus metrics of the consumer, served on 127.0.0.1 (`--metrics-port`).
+
+Each consumer keeps its own registry (several can run in one process, as the tests
+do), with the process collector for CPU, memory and `process_start_time_seconds`
+(`changes(process_start_time_seconds[1h])` counts restarts). Names follow
+Prometheus' conventions: counters end in `_total`, durations are seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+
+__all__ = ["ConsumerMetrics"]
+
+_SIZES = (1, 10, 100, 500, 1_000, 5_000, 10_000, 20_000, 50_000)
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LATENCY_SAMPLE = 100  # records per batch whose end-to-end latency is observed
+
+
+class ConsumerMetrics:
+    def __init__(self, group: str) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.consumed = Counter(
+            "smart_access_records_consumed_total",
+            "Records read from Kafka, by topic (valid or not)",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.landed = Counter(
+            "smart_access_records_landed_total",
+            "Rows committed to raw, by topic",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.dead = Counter(
+            "smart_access_dead_letters_total",
+            "Records committed to raw.dead_letters, by topic and error kind",
+            ["topic", "kind"],
+            registry=self.registry,
+        )
+        self.batches = Histogram(
+            "smart_access_batch_records",
+            "Records per committed batch",
+            buckets=_SIZES,
+            registry=self.registry,
+        )
+        self.write_seconds = Histogram(
+            "smart_access_batch_write_seconds",
+            "Seconds to land one batch (COPY, dead letters, positions, stats, COMMIT)",
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "smart_access_end_to_end_latency_seconds",
+            "Kafka record timestamp to commit in PostgreSQL (a sample of each batch)",
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.position = Gauge(
+            "smart_access_stored_position",
+            "Next offset stored in ops.consumer_offsets",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "smart_access_consumer_lag_records",
+            "Log end minus stored position",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.halted = Gauge(
+            "smart_access_partition_halted",
+            "1 while a partition is stopped because its log was replaced (ops.consumer_halts)",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "smart_access_errors_total",
+            "Infrastructure errors the consumer paused for, by system and kind",
+            ["system", "kind"],
+            registry=self.registry,
+        )
+        self.info = Gauge(
+            "smart_access_consumer_info", "The consumer's group", ["group"], registry=self.registry
+        )
+        self.info.labels(group=group).set(1)
+        self._server: object | None = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        self._server = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        server = self._server
+        if server is not None:
+            server[0].shutdown()  # type: ignore[index]
+            self._server = None
+
+    def record_batch(
+        self,
+        landed_by_topic: dict[str, int],
+        dead_by_topic_kind: dict[tuple[str, str], int],
+        size: int,
+        seconds: float,
+        kafka_timestamps: Iterable[int],
+        positions: dict[tuple[str, int], int],
+    ) -> None:
+        for topic, n in landed_by_topic.items():
+            if n:
+                self.landed.labels(topic=topic).inc(n)
+        for (topic, kind), n in dead_by_topic_kind.items():
+            self.dead.labels(topic=topic, kind=kind).inc(n)
+        self.batches.observe(size)
+        self.write_seconds.observe(seconds)
+        now_ms = time.time() * 1000
+        stamps = [ts for ts in kafka_timestamps if ts > 0]
+        step = max(1, len(stamps) // _LATENCY_SAMPLE)
+        for ts in stamps[::step]:
+            self.latency.observe(max(0.0, (now_ms - ts) / 1000))
+        for (topic, partition), offset in positions.items():
+            self.position.labels(topic=topic, partition=str(partition)).set(offset)
