@@ -16,6 +16,7 @@ from streaming.settings import KafkaSettings, PostgresSettings
 
 __all__ = [
     "ANALYST_ROLE",
+    "PROMETHEUS_URL",
     "QUERY_TTL_SECONDS",
     "REFRESH_SECONDS",
     "kafka_config",
@@ -36,6 +37,10 @@ def _seconds(name: str, default: int) -> int:
 QUERY_TTL_SECONDS = _seconds("DASHBOARD_CACHE_TTL_SECONDS", 30)
 REFRESH_SECONDS = _seconds("DASHBOARD_REFRESH_SECONDS", 60)
 KAFKA_REFRESH_SECONDS = _seconds("KAFKA_UI_REFRESH_SECONDS", 15)
+# The stack's Prometheus, for links to the consumer's graphs.
+PROMETHEUS_URL = os.environ.get(
+    "PROMETHEUS_URL", f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT', '9090')}"
+).rstrip("/")
 
 
 def postgres_settings() -> PostgresSettings:

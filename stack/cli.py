@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stack import airflow, kafka, postgres
+from stack import airflow, kafka, postgres, prometheus
 from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError, write_private
 from stack.migrate import apply_migrations
 from stack.services import Service, services, supervisord_conf
@@ -84,6 +84,7 @@ _PORT_VARIABLE = {
     "dashboard": "DASHBOARD_PORT",
     "kafka-ui": "KAFKA_UI_PORT",
     "consumer": "CONSUMER_METRICS_PORT",
+    "prometheus": "PROMETHEUS_PORT",
 }
 
 
@@ -164,6 +165,9 @@ def cmd_up(config: StackConfig) -> None:
     if not config.kafka_external:
         _step("Apache Kafka jars", kafka.ensure_jars)
         kafka.prepare(config.kafka_dir, config.kafka_port, config.kafka_controller_port)
+    if config.prometheus_enabled:
+        _step("Prometheus", lambda: prometheus.ensure_binary())
+        prometheus.prepare(config)
     entries = services(config)
     _check_ports(entries, info)
     _step("supervisord", lambda: _start_supervisor(config, entries))
@@ -207,7 +211,11 @@ def cmd_up(config: StackConfig) -> None:
             f"Airflow UI at 127.0.0.1:{config.airflow_port}",
             lambda: airflow.wait_healthy(config),
         )
-    for name, port in (("dashboard", config.dashboard_port), ("kafka-ui", config.kafka_ui_port)):
+    for name, port in (
+        ("dashboard", config.dashboard_port),
+        ("kafka-ui", config.kafka_ui_port),
+        ("prometheus", config.prometheus_port),
+    ):
         if name in apps:
             _step(
                 f"{name} at http://127.0.0.1:{port}",

@@ -79,6 +79,8 @@ class StackConfig:
     dashboard_port: int = 8501
     kafka_ui_port: int = 8090
     consumer_metrics_port: int = 9464
+    prometheus_port: int = 9090
+    prometheus_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -108,6 +110,8 @@ class StackConfig:
             dashboard_port=_port(env, "DASHBOARD_PORT", 8501),
             kafka_ui_port=_port(env, "KAFKA_UI_PORT", 8090),
             consumer_metrics_port=_port(env, "CONSUMER_METRICS_PORT", 9464),
+            prometheus_port=_port(env, "PROMETHEUS_PORT", 9090),
+            prometheus_enabled=_flag(env, "SMART_ACCESS_PROMETHEUS", default=True),
         )
 
     # --- folders -------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from stack import airflow, kafka, postgres
+from stack import airflow, kafka, postgres, prometheus
 from stack.config import REPO_ROOT, StackConfig
 
 
@@ -103,6 +103,17 @@ def services(config: StackConfig) -> list[Service]:
         )
     )
     found += streamlit_services(config)
+    if config.prometheus_enabled:  # `make up` installs the binary before it starts
+        binary = prometheus.find_binary() or "/usr/bin/prometheus"
+        found.append(
+            Service(
+                name="prometheus",
+                description="Prometheus with the platform's alert rules",
+                command=prometheus.server_command(binary, config),
+                port=config.prometheus_port,
+                stopwaitsecs=30,
+            )
+        )
     return found
 
 

@@ -3,18 +3,37 @@ DAG runs with dbt test results, dead letters by reason."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pandas as pd
 import streamlit as st
 
 from analytics import queries as q
 from analytics.db import run
-from analytics.settings import REFRESH_SECONDS
+from analytics.settings import PROMETHEUS_URL, REFRESH_SECONDS
 from analytics.ui import TIME_ZONE, as_int, line_chart, lookback_select, ready
 
 st.title("Pipeline health")
 st.caption(f"From the `ops` tables and the dead letters; times in {TIME_ZONE}.")
 
 label, lookback, _ = lookback_select("pipeline_range", default="last 6 hours")
+
+
+PROMETHEUS_GRAPHS = (
+    ("consumer lag", "sum by (topic) (smart_access_consumer_lag_records)"),
+    ("rows landed per second", "sum by (topic) (rate(smart_access_records_landed_total[5m]))"),
+    ("dead letters per second", "sum by (kind) (rate(smart_access_dead_letters_total[5m]))"),
+    (
+        "end-to-end latency p99",
+        "histogram_quantile(0.99, rate(smart_access_end_to_end_latency_seconds_bucket[5m]))",
+    ),
+    ("consumer restarts", "changes(process_start_time_seconds{job='consumer'}[1h])"),
+)
+
+
+def prometheus_graph(expr: str) -> str:
+    query = urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": "1h"})
+    return f"{PROMETHEUS_URL}/graph?{query}"
 
 
 def _when(value: object) -> str:
@@ -43,6 +62,11 @@ def pipeline() -> None:
             "`python -m streaming.replay --accept-new-log` (see the README)."
         )
         st.dataframe(halts, hide_index=True, key="pipeline_consumer_halts")
+    st.caption(
+        "Graphs in Prometheus: "
+        + " · ".join(f"[{label}]({prometheus_graph(expr)})" for label, expr in PROMETHEUS_GRAPHS)
+        + f" · [alerts]({PROMETHEUS_URL}/alerts)"
+    )
     starts = ready(run(q.CONSUMER_STARTS), "consumer starts")
     if starts is not None:
         # every start after a group's first one in the hour is a restart

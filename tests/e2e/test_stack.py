@@ -6,6 +6,7 @@ user's own `.stack/` or a stack already running on the default ports.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -57,6 +58,7 @@ def stack_env() -> Iterator[dict[str, str]]:
         DASHBOARD_PORT=str(free_port()),
         KAFKA_UI_PORT=str(free_port()),
         CONSUMER_METRICS_PORT=str(free_port()),
+        PROMETHEUS_PORT=str(free_port()),
     )
     try:
         yield env
@@ -87,6 +89,20 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
         except OSError:
             time.sleep(1)
     assert "smart_access_consumer_info" in body and "process_start_time_seconds" in body
+    # Prometheus scrapes it, with the platform's rules loaded.
+    base = f"http://127.0.0.1:{stack_env['PROMETHEUS_PORT']}"
+    health: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and health.get("consumer") != "up":
+        with urllib.request.urlopen(f"{base}/api/v1/targets", timeout=5) as response:  # noqa: S310
+            targets = json.load(response)["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        time.sleep(1)
+    assert health == {"consumer": "up", "prometheus": "up"}, health
+    with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=5) as response:  # noqa: S310
+        groups = json.load(response)["data"]["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"SmartAccessConsumerDown", "SmartAccessConsumerRestarting"} <= names
 
     # A second `make up` is a no-op: the same processes keep running.
     again = _make("up", stack_env)

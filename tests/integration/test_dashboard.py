@@ -393,3 +393,11 @@ def test_pipeline_shows_consumer_restarts_and_stopped_partitions(
             cur.execute("delete from ops.consumer_starts where consumer_id like 'host-10%'")
             cur.execute("delete from ops.consumer_halts where stored_offset = 1200")
         conn.close()
+
+
+def test_pipeline_links_to_the_consumer_graphs_in_prometheus(seed: Seed) -> None:
+    at = open_page(DASHBOARD, "pages/pipeline.py")
+    captions = " ".join(c.value for c in at.caption)
+    assert "Graphs in Prometheus" in captions
+    assert "/graph?g0.expr=sum+by+%28topic%29+%28smart_access_consumer_lag_records%29" in captions
+    assert "/alerts)" in captions

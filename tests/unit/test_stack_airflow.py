@@ -85,6 +85,7 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
         "simulator",
         "dashboard",
         "kafka-ui",
+        "prometheus",
     ]
     assert entries[0].port == 18080 and entries[0].command[-1] == "api-server"
     conf = supervisord_conf(cfg, entries)
@@ -103,7 +104,13 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
 
 def test_airflow_can_be_left_out(tmp_path: Path) -> None:
     cfg = config(tmp_path, SMART_ACCESS_AIRFLOW="off", PGHOST="db", KAFKA_BOOTSTRAP_SERVERS="k:1")
-    assert [s.name for s in services(cfg)] == ["consumer", "simulator", "dashboard", "kafka-ui"]
+    assert [s.name for s in services(cfg)] == [
+        "consumer",
+        "simulator",
+        "dashboard",
+        "kafka-ui",
+        "prometheus",
+    ]
     with pytest.raises(StackError, match="SMART_ACCESS_AIRFLOW"):
         config(tmp_path, SMART_ACCESS_AIRFLOW="maybe")
     with pytest.raises(StackError, match="AIRFLOW_PORT"):
