@@ -85,6 +85,7 @@ _PORT_VARIABLE = {
     "kafka-ui": "KAFKA_UI_PORT",
     "consumer": "CONSUMER_METRICS_PORT",
     "prometheus": "PROMETHEUS_PORT",
+    "alertmanager": "ALERTMANAGER_PORT",
 }
 
 
@@ -167,7 +168,8 @@ def cmd_up(config: StackConfig) -> None:
         kafka.prepare(config.kafka_dir, config.kafka_port, config.kafka_controller_port)
     if config.prometheus_enabled:
         _step("Prometheus", lambda: prometheus.ensure_binary())
-        prometheus.prepare(config)
+        _step("Alertmanager", lambda: prometheus.ensure_binary("prometheus-alertmanager"))
+        prometheus.prepare(config, os.environ.get("SMART_ACCESS_ALERT_WEBHOOK_URL") or None)
     entries = services(config)
     _check_ports(entries, info)
     _step("supervisord", lambda: _start_supervisor(config, entries))
@@ -215,6 +217,7 @@ def cmd_up(config: StackConfig) -> None:
         ("dashboard", config.dashboard_port),
         ("kafka-ui", config.kafka_ui_port),
         ("prometheus", config.prometheus_port),
+        ("alertmanager", config.alertmanager_port),
     ):
         if name in apps:
             _step(

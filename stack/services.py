@@ -114,6 +114,19 @@ def services(config: StackConfig) -> list[Service]:
                 stopwaitsecs=30,
             )
         )
+        found.append(
+            Service(
+                name="alertmanager",
+                description="Alertmanager: alerts to SMART_ACCESS_ALERT_WEBHOOK_URL",
+                command=prometheus.alertmanager_command(
+                    prometheus.find_binary("prometheus-alertmanager")
+                    or "/usr/bin/prometheus-alertmanager",
+                    config,
+                ),
+                port=config.alertmanager_port,
+                stopwaitsecs=30,
+            )
+        )
     return found
 
 

@@ -54,6 +54,7 @@ def stack_env() -> Iterator[dict[str, str]]:
         KAFKA_UI_PORT=str(free_port()),
         CONSUMER_METRICS_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
+        ALERTMANAGER_PORT=str(free_port()),
     )
     up = _make("up", env)
     try:

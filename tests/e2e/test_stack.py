@@ -6,14 +6,18 @@ user's own `.stack/` or a stack already running on the default ports.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -43,8 +47,34 @@ def _status(env: dict[str, str]) -> dict[str, list[str]]:
     return {row[0]: row for row in rows if len(row) >= 7}
 
 
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A stand-in for the operator's webhook: keeps every JSON body it is sent."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
 @pytest.fixture(scope="module")
-def stack_env() -> Iterator[dict[str, str]]:
+def webhook() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alert"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stack_env(webhook: str) -> Iterator[dict[str, str]]:
     root = make_tempdir("smart-access-stack-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
     env.update(
@@ -59,6 +89,8 @@ def stack_env() -> Iterator[dict[str, str]]:
         KAFKA_UI_PORT=str(free_port()),
         CONSUMER_METRICS_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
+        ALERTMANAGER_PORT=str(free_port()),
+        SMART_ACCESS_ALERT_WEBHOOK_URL=webhook,
     )
     try:
         yield env
@@ -188,3 +220,50 @@ def test_wipe_refuses_while_running_and_removes_data(stack_env: dict[str, str]) 
     assert _make("down", stack_env).returncode == 0
     assert _make("wipe", stack_env).returncode == 0
     assert not root.exists()
+
+
+def _query(stack_env: dict[str, str], expr: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{stack_env['PROMETHEUS_PORT']}/api/v1/query?" + urllib.parse.urlencode(
+        {"query": expr}
+    )
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return list(json.load(response)["data"]["result"])
+
+
+def test_a_crash_looping_consumer_alerts_through_to_the_webhook(
+    stack_env: dict[str, str],
+) -> None:
+    """Kill the consumer three times: make status says crash-loop, Prometheus fires
+    SmartAccessConsumerRestarting and Alertmanager posts it to the webhook."""
+    up = _make("up", stack_env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        seen: set[str] = set()
+        for _ in range(4):  # the first start and three restarts, each scraped
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                starts = _query(stack_env, 'process_start_time_seconds{job="consumer"}')
+                if starts and starts[0]["value"][1] not in seen:
+                    seen.add(starts[0]["value"][1])
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError(f"Prometheus did not scrape a new consumer start: {seen}")
+            if len(seen) < 4:
+                pid = int(_status(stack_env)["consumer"][2])
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(4)  # the supervisor restarts it after startsecs
+        assert ",crash-loop" in _status(stack_env)["consumer"][1]
+        deadline = time.monotonic() + 120
+        names: set[str] = set()
+        while time.monotonic() < deadline and "SmartAccessConsumerRestarting" not in names:
+            names = {
+                alert["labels"]["alertname"]
+                for body in _Receiver.received
+                for alert in body.get("alerts", [])
+                if alert.get("status") == "firing"
+            }
+            time.sleep(2)
+        assert "SmartAccessConsumerRestarting" in names, _Receiver.received
+    finally:
+        _make("down", stack_env)

@@ -23,3 +23,17 @@ def test_alert_rules_are_valid_and_fire_as_specified() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_alertmanager_config_is_valid_with_and_without_a_webhook(tmp_path) -> None:
+    amtool = prometheus.ensure_binary("prometheus-alertmanager").replace(
+        "prometheus-alertmanager", "amtool"
+    )
+    for name, url in (("with.yml", "http://127.0.0.1:9/alert?token=x"), ("without.yml", None)):
+        path = tmp_path / name
+        path.write_text(prometheus.render_alertmanager(url))
+        result = subprocess.run(
+            [amtool, "check-config", str(path)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout
+        assert ("webhook_configs" in path.read_text()) == (url is not None)

@@ -86,6 +86,7 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
         "dashboard",
         "kafka-ui",
         "prometheus",
+        "alertmanager",
     ]
     assert entries[0].port == 18080 and entries[0].command[-1] == "api-server"
     conf = supervisord_conf(cfg, entries)
@@ -110,6 +111,7 @@ def test_airflow_can_be_left_out(tmp_path: Path) -> None:
         "dashboard",
         "kafka-ui",
         "prometheus",
+        "alertmanager",
     ]
     with pytest.raises(StackError, match="SMART_ACCESS_AIRFLOW"):
         config(tmp_path, SMART_ACCESS_AIRFLOW="maybe")
