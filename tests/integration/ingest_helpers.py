@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ from streaming.topics import ensure_topics
 REPO = Path(__file__).resolve().parents[2]
 LOADER = "smart_access_loader"
 RAW_TABLES = ("access_events", "device_health", "device_registry", "dead_letters")
+
+
+def event(**changes: object) -> dict[str, object]:
+    """A valid v1 access event, with `changes` applied."""
+    body: dict[str, object] = {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "device_id": "dev-1",
+        "household_id": "hh-1",
+        "event_ts": datetime.now(UTC).isoformat(),
+        "event_type": "open",
+        "trigger_source": "app",
+    }
+    body.update(changes)
+    return body
 
 
 def new_prefix(kafka: EphemeralKafka) -> str:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import urllib.request
-import uuid
-from datetime import UTC, datetime
 
-from ingest_helpers import counts, new_prefix, produce, start_consumer, stop_consumer, wait_until
+from ingest_helpers import (
+    counts,
+    event,
+    new_prefix,
+    produce,
+    start_consumer,
+    stop_consumer,
+    wait_until,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres, free_port
@@ -24,20 +30,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def event() -> bytes:
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "event_id": str(uuid.uuid4()),
-            "device_id": "dev-1",
-            "household_id": "hh-1",
-            "event_ts": datetime.now(UTC).isoformat(),
-            "event_type": "open",
-            "trigger_source": "app",
-        }
-    ).encode()
-
-
 def test_counters_follow_the_batches(kafka: EphemeralKafka, pg: EphemeralPostgres) -> None:
     prefix = new_prefix(kafka)
     port = free_port()
@@ -46,7 +38,7 @@ def test_counters_follow_the_batches(kafka: EphemeralKafka, pg: EphemeralPostgre
         produced = produce(
             kafka,
             prefix,
-            [(EVENTS, f"k{i}".encode(), event()) for i in range(300)]
+            [(EVENTS, f"k{i}".encode(), json.dumps(event()).encode()) for i in range(300)]
             + [(EVENTS, b"k1", b"not json")] * 7,
         )
         wait_until(lambda: sum(counts(pg, prefix).values()) == 307, 60, "the first records")
@@ -74,7 +66,11 @@ def test_counters_follow_the_batches(kafka: EphemeralKafka, pg: EphemeralPostgre
             assert first[position] == end
         assert first[("process_start_time_seconds", ())] > 0
 
-        produce(kafka, prefix, [(EVENTS, f"k{i}".encode(), event()) for i in range(50)])
+        produce(
+            kafka,
+            prefix,
+            [(EVENTS, f"k{i}".encode(), json.dumps(event()).encode()) for i in range(50)],
+        )
         wait_until(lambda: counts(pg, prefix)["access_events"] == 350, 60, "the second batch")
         wait_until(
             lambda: (

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 from confluent_kafka import Consumer, TopicPartition
 from ingest_helpers import (
     counts,
+    event,
     new_prefix,
     produce,
     query,
@@ -20,20 +20,6 @@ from ingest_helpers import (
 
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
 from streaming.topics import DLQ, EVENTS, HEALTH
-
-
-def event(**changes: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "device_id": "dev-1",
-        "household_id": "hh-1",
-        "event_ts": datetime.now(UTC).isoformat(),
-        "event_type": "open",
-        "trigger_source": "app",
-    }
-    body.update(changes)
-    return body
 
 
 def encode(body: object) -> bytes:

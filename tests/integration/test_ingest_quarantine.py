@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ingest_helpers import (
     assert_exactly_once,
     consumer_process,
     counts,
+    event,
     new_prefix,
     produce,
     query,
@@ -39,20 +39,6 @@ from streaming.topics import DLQ, EVENTS, HEALTH, ensure_topics
 BROKER_LIMIT = 1_048_588  # the topic's max.message.bytes (Kafka's default)
 POISON_TS = "2001-02-03T04:05:06+00:00"
 IMPLAUSIBLE = "implausible_timestamp"
-
-
-def event(**changes: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "device_id": "dev-1",
-        "household_id": "hh-1",
-        "event_ts": datetime.now(UTC).isoformat(),
-        "event_type": "open",
-        "trigger_source": "app",
-    }
-    body.update(changes)
-    return body
 
 
 def health(**changes: object) -> dict[str, object]:
