@@ -84,6 +84,7 @@ _PORT_VARIABLE = {
     "dashboard": "DASHBOARD_PORT",
     "kafka-ui": "KAFKA_UI_PORT",
     "consumer": "CONSUMER_METRICS_PORT",
+    "simulator": "SIMULATOR_METRICS_PORT",
     "prometheus": "PROMETHEUS_PORT",
     "alertmanager": "ALERTMANAGER_PORT",
 }

@@ -79,6 +79,7 @@ class StackConfig:
     dashboard_port: int = 8501
     kafka_ui_port: int = 8090
     consumer_metrics_port: int = 9464
+    simulator_metrics_port: int = 9465
     prometheus_port: int = 9090
     alertmanager_port: int = 9095
     prometheus_enabled: bool = True
@@ -111,6 +112,7 @@ class StackConfig:
             dashboard_port=_port(env, "DASHBOARD_PORT", 8501),
             kafka_ui_port=_port(env, "KAFKA_UI_PORT", 8090),
             consumer_metrics_port=_port(env, "CONSUMER_METRICS_PORT", 9464),
+            simulator_metrics_port=_port(env, "SIMULATOR_METRICS_PORT", 9465),
             prometheus_port=_port(env, "PROMETHEUS_PORT", 9090),
             alertmanager_port=_port(env, "ALERTMANAGER_PORT", 9095),
             prometheus_enabled=_flag(env, "SMART_ACCESS_PROMETHEUS", default=True),

@@ -86,6 +86,9 @@ def render_config(config: StackConfig) -> str:
             "  - job_name: consumer",
             "    static_configs:",
             f"      - targets: ['127.0.0.1:{config.consumer_metrics_port}']",
+            "  - job_name: simulator",
+            "    static_configs:",
+            f"      - targets: ['127.0.0.1:{config.simulator_metrics_port}']",
             "",
         ]
     )

@@ -98,7 +98,10 @@ def services(config: StackConfig) -> list[Service]:
                 "0.01",
                 "--max-lateness",
                 "7200",
+                "--metrics-port",
+                str(config.simulator_metrics_port),
             ],
+            port=config.simulator_metrics_port,  # Prometheus metrics, 127.0.0.1 only
             stopwaitsecs=30,
         )
     )

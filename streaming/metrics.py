@@ -20,7 +20,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-__all__ = ["ConsumerMetrics"]
+__all__ = ["ConsumerMetrics", "SimulatorMetrics"]
 
 _SIZES = (1, 10, 100, 500, 1_000, 5_000, 10_000, 20_000, 50_000)
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -129,3 +129,32 @@ class ConsumerMetrics:
             self.latency.observe(max(0.0, (now_ms - ts) / 1000))
         for (topic, partition), offset in positions.items():
             self.position.labels(topic=topic, partition=str(partition)).set(offset)
+
+
+class SimulatorMetrics:
+    """What the device simulator sends and Kafka acknowledges, by topic."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.sent = Counter(
+            "smart_access_simulator_sent_total",
+            "Messages handed to the producer, by topic and what they are on purpose",
+            ["topic", "truth"],
+            registry=self.registry,
+        )
+        self.acknowledged = Counter(
+            "smart_access_simulator_acknowledged_total",
+            "Messages the broker acknowledged, by topic",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.failed = Counter(
+            "smart_access_simulator_failed_total",
+            "Messages the producer gave up on, by topic",
+            ["topic"],
+            registry=self.registry,
+        )
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, Producer
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp, number
 from streaming.clients import producer_config
+from streaming.metrics import SimulatorMetrics
 from streaming.settings import KafkaSettings
 from streaming.simulator import Message, Simulator, SimulatorConfig
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ledger", type=Path, help="write every message's truth as JSON lines here")
     p.add_argument("--topic-prefix", default="", help="send to <prefix>smart-access.*")
+    p.add_argument(
+        "--metrics-port",
+        type=number(int, 0, 65535),
+        default=0,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default 0: off)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -124,6 +131,9 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     )
     stats = _Stats()
     stopping = False
+    metrics = SimulatorMetrics()
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
@@ -138,8 +148,10 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
         def callback(err: KafkaError | None, msg: Any) -> None:
             if err is None:
                 stats.acked += 1
+                metrics.acknowledged.labels(topic=message.topic).inc()
             else:
                 stats.failed += 1
+                metrics.failed.labels(topic=message.topic).inc()
             if ledger is not None:
                 extra: dict[str, object] = {"delivered": err is None}
                 if err is None:
@@ -188,6 +200,14 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
             producer.poll(0)
             stats.sent += 1
             truth = message.truth
+            kind = (
+                "invalid"
+                if not truth.valid
+                else "duplicate"
+                if truth.duplicate_of is not None
+                else "valid"
+            )
+            metrics.sent.labels(topic=message.topic, truth=kind).inc()
             stats.invalid += not truth.valid
             stats.duplicates += truth.duplicate_of is not None
             stats.late += truth.lateness_s > 0

@@ -53,6 +53,7 @@ def stack_env() -> Iterator[dict[str, str]]:
         DASHBOARD_PORT=str(free_port()),
         KAFKA_UI_PORT=str(free_port()),
         CONSUMER_METRICS_PORT=str(free_port()),
+        SIMULATOR_METRICS_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
         ALERTMANAGER_PORT=str(free_port()),
     )

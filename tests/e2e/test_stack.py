@@ -88,6 +88,7 @@ def stack_env(webhook: str) -> Iterator[dict[str, str]]:
         DASHBOARD_PORT=str(free_port()),
         KAFKA_UI_PORT=str(free_port()),
         CONSUMER_METRICS_PORT=str(free_port()),
+        SIMULATOR_METRICS_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
         ALERTMANAGER_PORT=str(free_port()),
         SMART_ACCESS_ALERT_WEBHOOK_URL=webhook,
@@ -125,12 +126,12 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     base = f"http://127.0.0.1:{stack_env['PROMETHEUS_PORT']}"
     health: dict[str, str] = {}
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and health.get("consumer") != "up":
+    while time.monotonic() < deadline and set(health.values()) != {"up"}:
         with urllib.request.urlopen(f"{base}/api/v1/targets", timeout=5) as response:  # noqa: S310
             targets = json.load(response)["data"]["activeTargets"]
         health = {t["labels"]["job"]: t["health"] for t in targets}
         time.sleep(1)
-    assert health == {"consumer": "up", "prometheus": "up"}, health
+    assert health == {"consumer": "up", "prometheus": "up", "simulator": "up"}, health
     with urllib.request.urlopen(f"{base}/api/v1/rules", timeout=5) as response:  # noqa: S310
         groups = json.load(response)["data"]["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
