@@ -87,6 +87,15 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
     )
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, never starting with '-'
+    (the storage tool would read such an id as an option; Kafka's own ids skip them)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def prepare(kafka_dir: Path, port: int, controller_port: int) -> Path:
     """Write the config and format the KRaft storage once. Returns the config path."""
     data = kafka_dir / "data"
@@ -95,7 +104,7 @@ def prepare(kafka_dir: Path, port: int, controller_port: int) -> Path:
     config.write_text(server_properties(data, port, controller_port))
     (kafka_dir / "log4j2.properties").write_text(LOG4J2)
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             [
                 *java_base(kafka_dir),

@@ -70,3 +70,12 @@ def test_migrations_are_numbered_without_gaps_in_order() -> None:
     assert names == sorted(names)
     assert all(re.match(r"^\d{4}_[a-z0-9_]+\.sql$", n) for n in names)
     assert len(names) >= 2
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    """One random id in 64 starts with '-', which the storage tool reads as a flag."""
+    from stack.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
