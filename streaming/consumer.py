@@ -30,7 +30,6 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
-    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
@@ -57,7 +56,7 @@ from streaming.sink import (
     Stored,
     kafka_datetime,
 )
-from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES, DLQ
+from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES, DLQ, topic_ids
 
 __all__ = [
     "DeadLetterQueue",
@@ -318,18 +317,7 @@ class SinkConsumer:
 
     # --- offset reuse: the stored position must belong to the log Kafka has -----------
     def _topic_ids(self, topics: list[str]) -> dict[str, str]:
-        try:
-            futures = self.admin.describe_topics(TopicCollection(topics), request_timeout=5)
-        except (KafkaException, ValueError) as exc:
-            logger.debug("topic ids unavailable: %s", exc)
-            return {}
-        ids: dict[str, str] = {}
-        for name, future in futures.items():
-            try:
-                ids[name] = str(future.result().topic_id)
-            except KafkaException as exc:
-                logger.debug("topic id of %s unavailable: %s", name, exc)
-        return ids
+        return topic_ids(self.admin, topics)
 
     def _check_log(
         self, topic: str, partition: int, stored: Stored, topic_id: str | None

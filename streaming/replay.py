@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg2
-from confluent_kafka import Consumer, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.settings import KafkaSettings, PostgresSettings
-from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES
+from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES, topic_ids
 
 __all__ = ["ReplayError", "main", "plan_replay", "rewind"]
 
@@ -175,14 +175,10 @@ def plan_accept(
 ) -> list[Acceptance]:
     """The partitions of `topics` whose stored position does not belong to Kafka's log."""
     admin = AdminClient({**kafka.client_config(), "log_level": 3})
-    ids: dict[str, str] = {}
-    for name, future in admin.describe_topics(
-        TopicCollection(topics), request_timeout=timeout
-    ).items():
-        try:
-            ids[name] = str(future.result().topic_id)
-        except KafkaException as exc:
-            raise ReplayError(f"topic {name} does not exist on {kafka.bootstrap_servers}") from exc
+    ids = topic_ids(admin, topics, timeout)
+    missing = [name for name in topics if name not in ids]
+    if missing:
+        raise ReplayError(f"topic {missing[0]} does not exist on {kafka.bootstrap_servers}")
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:

@@ -530,21 +530,7 @@ class PostgresSink:
         self._conn = None
 
     def stored_positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "select topic, partition, next_offset from ops.consumer_offsets "
-                    "where consumer_group = %s",
-                    (self.group,),
-                )
-                wanted = set(partitions)
-                found = {(t, p): o for t, p, o in cur.fetchall() if (t, p) in wanted}
-            conn.rollback()
-        except BaseException:
-            self.discard()
-            raise
-        return found
+        return {key: s.next_offset for key, s in self.stored_state(partitions).items()}
 
     def stored_state(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Stored]:
         """Position, log epoch and topic id stored for each of `partitions` that has one."""

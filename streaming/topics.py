@@ -16,6 +16,7 @@ __all__ = [
     "TOPICS",
     "TopicSpec",
     "ensure_topics",
+    "topic_ids",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,3 +118,22 @@ def ensure_topics(
     if created:
         logger.info("created topics: %s", ", ".join(created))
     return created
+
+
+def topic_ids(admin: Any, topics: list[str], timeout: float = 5.0) -> dict[str, str]:
+    """Kafka's id of each of `topics` that exists (a recreated topic gets a new one);
+    `admin` is a confluent_kafka AdminClient."""
+    from confluent_kafka import KafkaException, TopicCollection
+
+    ids: dict[str, str] = {}
+    try:
+        futures = admin.describe_topics(TopicCollection(topics), request_timeout=timeout)
+    except (KafkaException, ValueError) as exc:
+        logger.debug("topic ids unavailable: %s", exc)
+        return ids
+    for name, future in futures.items():
+        try:
+            ids[name] = str(future.result().topic_id)
+        except KafkaException as exc:
+            logger.debug("topic id of %s unavailable: %s", name, exc)
+    return ids

@@ -41,6 +41,35 @@ def event(**changes: object) -> dict[str, object]:
     return body
 
 
+# Rows of this test's topics whose user_id is 'db-says-no' are refused by PostgreSQL.
+REFUSE_USER = "kafka_topic not like %s or user_id is distinct from 'db-says-no'"
+
+
+def add_constraint(
+    pg: EphemeralPostgres, table: str, name: str, check: str, params: tuple[Any, ...] = ()
+) -> None:
+    """A CHECK the validator knows nothing about, for new rows only (NOT VALID)."""
+    admin = psycopg2.connect(pg.dsn())
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(
+                f"alter table {table} add constraint {name} check ({check}) not valid", params
+            )
+    finally:
+        admin.close()
+
+
+def drop_constraint(pg: EphemeralPostgres, table: str, name: str) -> None:
+    admin = psycopg2.connect(pg.dsn())
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"alter table {table} drop constraint {name}")
+    finally:
+        admin.close()
+
+
 def new_prefix(kafka: EphemeralKafka) -> str:
     """A private copy of the contract topics for one test."""
     prefix = f"t{uuid.uuid4().hex[:10]}."

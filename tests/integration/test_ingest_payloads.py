@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 from confluent_kafka import Consumer, TopicPartition
 from ingest_helpers import (
+    add_constraint,
     counts,
+    drop_constraint,
     event,
     new_prefix,
     produce,
@@ -136,15 +137,14 @@ def test_bad_payloads_are_dead_lettered_and_neighbours_land_byte_exact(
 def test_row_the_database_rejects_is_isolated(kafka: EphemeralKafka, pg: EphemeralPostgres) -> None:
     """A constraint the validator knows nothing about: that row alone is dead-lettered."""
     prefix = new_prefix(kafka)
-    admin = psycopg2.connect(pg.dsn())
-    admin.autocommit = True
     constraint = f"reject_{prefix.strip('.')}"
-    with admin.cursor() as cur:
-        cur.execute(
-            f"alter table raw.access_events add constraint {constraint} check "
-            "(kafka_topic not like %s or user_id is distinct from 'db-says-no') not valid",
-            (prefix + "%",),
-        )
+    add_constraint(
+        pg,
+        "raw.access_events",
+        constraint,
+        "kafka_topic not like %s or user_id is distinct from 'db-says-no'",
+        (prefix + "%",),
+    )
     try:
         users = [f"user-{i}" for i in range(400)]
         users[137] = users[301] = "db-says-no"
@@ -157,9 +157,7 @@ def test_row_the_database_rejects_is_isolated(kafka: EphemeralKafka, pg: Ephemer
         finally:
             stop_consumer(consumer, thread)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"alter table raw.access_events drop constraint {constraint}")
-        admin.close()
+        drop_constraint(pg, "raw.access_events", constraint)
     c = counts(pg, prefix)
     assert c["access_events"] == 398 and c["dead_letters"] == 2
     kinds = query(

@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from ingest_helpers import (
+    add_constraint,
     assert_exactly_once,
     consumer_process,
     counts,
+    drop_constraint,
     event,
     new_prefix,
     produce,
@@ -100,15 +101,11 @@ def test_no_hostile_record_changes_the_consumer_pid(
     kafka: EphemeralKafka, pg: EphemeralPostgres, tmp_path: Path
 ) -> None:
     prefix = new_prefix(kafka)
-    admin = psycopg2.connect(pg.dsn())
-    admin.autocommit = True
     # a refusal on a row *derived* from the batch (its stats), not on the record's own row
     constraint = f"stats_reject_{prefix.strip('.')}"
-    with admin.cursor() as cur:
-        cur.execute(
-            f"alter table ops.ingest_batches add constraint {constraint} check "
-            f"(min_event_at is distinct from '{POISON_TS}') not valid"
-        )
+    add_constraint(
+        pg, "ops.ingest_batches", constraint, f"min_event_at is distinct from '{POISON_TS}'"
+    )
     log = tmp_path / "consumer.log"
     proc = consumer_process(
         kafka, pg, prefix, "--batch-size", "500", "--batch-timeout", "0.5", log=log
@@ -159,9 +156,7 @@ def test_no_hostile_record_changes_the_consumer_pid(
     finally:
         proc.terminate()
         proc.wait(30)
-        with admin.cursor() as cur:
-            cur.execute(f"alter table ops.ingest_batches drop constraint {constraint}")
-        admin.close()
+        drop_constraint(pg, "ops.ingest_batches", constraint)
     assert_exactly_once(pg, prefix, {c: tag is True for c, tag in produced.items()})
     kinds = {
         (t, p, o): (kind, detail, payload)
@@ -198,15 +193,14 @@ def test_replay_across_a_row_the_database_once_rejected(
 ) -> None:
     """The replay path (rows already present) isolates a rejected row too."""
     prefix = new_prefix(kafka)
-    admin = psycopg2.connect(pg.dsn())
-    admin.autocommit = True
     constraint = f"replay_reject_{prefix.strip('.')}"
-    with admin.cursor() as cur:
-        cur.execute(
-            f"alter table raw.access_events add constraint {constraint} check "
-            "(kafka_topic not like %s or user_id is distinct from 'db-says-no') not valid",
-            (prefix + "%",),
-        )
+    add_constraint(
+        pg,
+        "raw.access_events",
+        constraint,
+        "kafka_topic not like %s or user_id is distinct from 'db-says-no'",
+        (prefix + "%",),
+    )
     try:
         users = [f"user-{i}" for i in range(300)]
         users[17] = users[211] = "db-says-no"
@@ -231,9 +225,7 @@ def test_replay_across_a_row_the_database_once_rejected(
                 stop_consumer(consumer, thread)
             assert consumer.totals["batches"] >= 1
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"alter table raw.access_events drop constraint {constraint}")
-        admin.close()
+        drop_constraint(pg, "raw.access_events", constraint)
     assert_exactly_once(pg, prefix, produced)
     assert counts(pg, prefix)["dead_letters"] == 2
 
@@ -245,14 +237,10 @@ def test_bisection_lands_every_partition_in_order(
     not land: after isolating one record in a 2 000-record batch over six partitions,
     stored positions equal the log ends and nothing is missing or doubled."""
     prefix = new_prefix(kafka)
-    admin = psycopg2.connect(pg.dsn())
-    admin.autocommit = True
     constraint = f"bisect_reject_{prefix.strip('.')}"
-    with admin.cursor() as cur:
-        cur.execute(
-            f"alter table ops.ingest_batches add constraint {constraint} check "
-            f"(min_event_at is distinct from '{POISON_TS}') not valid"
-        )
+    add_constraint(
+        pg, "ops.ingest_batches", constraint, f"min_event_at is distinct from '{POISON_TS}'"
+    )
     try:
         bodies = [encode(event(device_id=f"dev-{i}")) for i in range(2000)]
         bodies[1234] = encode(event(event_ts=POISON_TS))
@@ -272,9 +260,7 @@ def test_bisection_lands_every_partition_in_order(
         finally:
             stop_consumer(consumer, thread)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"alter table ops.ingest_batches drop constraint {constraint}")
-        admin.close()
+        drop_constraint(pg, "ops.ingest_batches", constraint)
     assert_exactly_once(pg, prefix, produced)
     ((kind,),) = query(
         pg, "select error_kind from raw.dead_letters where kafka_topic like %s", (prefix + "%",)
