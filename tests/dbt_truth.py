@@ -59,6 +59,11 @@ def day(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def arrived_at(row: dict) -> datetime:
+    """When a raw row reached Kafka: its record timestamp, else its landing time."""
+    return row.get("kafka_timestamp") or row["_ingested_at"]
+
+
 def _first_landed(rows: list[dict], key) -> list[dict]:
     best: dict = {}
     for row in rows:
@@ -357,9 +362,18 @@ class Truth:
                         )
                     )
                     low = []
-            for index, row in enumerate(rows):
-                nxt = rows[index + 1]["reported_at"] if index + 1 < len(rows) else None
-                gap = min(nxt or ref, self.alerting_until(device_id)) - row["reported_at"]
+        # offline, by arrival (Kafka record time, else landing time), up to the reference
+        arrivals: dict[str, list[datetime]] = defaultdict(list)
+        for h in self.health:
+            arrived = arrived_at(h)
+            if arrived <= ref:
+                arrivals[h["device_id"]].append(arrived)
+        for device_id, times in arrivals.items():
+            times.sort()
+            household = current[device_id]["household_id"] if device_id in current else None
+            for index, at in enumerate(times):
+                nxt = times[index + 1] if index + 1 < len(times) else None
+                gap = min(nxt or ref, self.alerting_until(device_id)) - at
                 if gap <= r.offline:
                     continue
                 found.append(
@@ -367,7 +381,7 @@ class Truth:
                         "offline",
                         device_id,
                         household,
-                        row["reported_at"] + r.offline,
+                        at + r.offline,
                         nxt,
                         "critical" if gap > r.offline_critical else "warning",
                     )

@@ -1,25 +1,35 @@
-{# fct_alerts is incremental: each build recomputes, per device and alert type, only
-   the episodes from `since_at` on, where since_at is the earliest instant the new
-   data or the moved reference time can change:
+{# fct_alerts is incremental. Each build recomputes two scopes, kept in temporary
+   tables of the build's session (the model reads them; its post-hook deletes the
+   rows they supersede):
+
+   fct_alerts_scope, one row per device and per-device rule, with `since_at`: the
+   earliest instant the new data or the moved reference time can change -
      repeated_failures  the earliest fail written since the previous build
-     door_left_open     one point per session (an episode is a session's): each
-                        rewritten session's open + door_open_minutes, and each
-                        still-open session that may have crossed the threshold since
-                        the previous reference (since_at = until_at)
      low_battery        the earliest health report of the build's window
-     offline            offline_minutes after the report before that one (the gap it
-                        ends); a device whose silence crossed offline_minutes since
-                        the previous reference (offline by absence)
-     all types          an open alert's start (its severity and end depend on the
+     offline            offline_minutes after the arrival before the build's first
+                        (the gap it ends); a device whose silence crossed
+                        offline_minutes since the previous reference (offline by
+                        absence); a registered device that never reported
+     all of them        an open alert's start (its severity and end depend on the
                         reference); a registry change (household, retirement) reaches
                         back to -infinity
    and then back to the start of an existing episode of that type still running at
-   since_at (episodes of one type never overlap, so the latest one before is the only
-   candidate). The scope lives in a temporary table of the build's session: the model
-   reads it, and its post-hook deletes the superseded rows. #}
+   since_at (episodes of one type never overlap, so the latest one before is the
+   only candidate);
+
+   fct_alerts_door_scope, the door sessions whose door_left_open alert is
+   recomputed (an episode is one session's, so a late event costs the sessions it
+   rewrites, however old): the sessions written since the previous build that last
+   longer than door_open_minutes or had an alert, the still-open ones that may have crossed door_open_minutes since the previous
+   reference, those whose alert is open, and every session of a device whose
+   registry changed. #}
 
 {% macro alert_scope_relation() -%}
     pg_temp.fct_alerts_scope
+{%- endmacro %}
+
+{% macro door_scope_relation() -%}
+    pg_temp.fct_alerts_door_scope
 {%- endmacro %}
 
 {% macro previous_alert_reference(alerts) -%}
@@ -52,25 +62,6 @@ candidates as (
 
     union all
 
-    -- Door alerts are one per session: the rewritten sessions, and the still-open ones
-    -- that may have crossed the threshold, each on its own (a point scope).
-    select sessions.device_id, 'door_left_open',
-        sessions.opened_at + {{ minutes_var('door_open_minutes') }}
-    from {{ ref('int_door_sessions') }} as sessions
-    where {{ written_since_previous_build('sessions.transformed_at') }}
-
-    union all
-
-    select sessions.device_id, 'door_left_open',
-        sessions.opened_at + {{ minutes_var('door_open_minutes') }}
-    from {{ ref('int_door_sessions') }} as sessions
-    cross join reference
-    where sessions.opened_at
-        >= reference.previous_reference_at - {{ minutes_var('door_open_minutes') }}
-      and sessions.is_still_open
-
-    union all
-
     select health.device_id, 'low_battery', min(health.reported_at)
     from {{ ref('stg_smart_access__device_health') }} as health
     where {{ ingested_window('device_health', 'health.ingested_at') }}
@@ -78,29 +69,29 @@ candidates as (
 
     union all
 
-    -- A new report ends the gap since the report before it: an offline episode
+    -- A new arrival ends the gap since the arrival before it: an offline episode
     -- starting offline_minutes after that one.
     select landed.device_id, 'offline',
-        coalesce(before.reported_at + {{ minutes_var('offline_minutes') }}, landed.first_reported_at)
+        coalesce(before.arrived_at + {{ minutes_var('offline_minutes') }}, landed.first_arrived_at)
     from (
-        select health.device_id, min(health.reported_at) as first_reported_at
+        select health.device_id, min(health.arrived_at) as first_arrived_at
         from {{ ref('stg_smart_access__device_health') }} as health
         where {{ ingested_window('device_health', 'health.ingested_at') }}
         group by health.device_id
     ) as landed
     left join lateral (
-        select max(earlier.reported_at) as reported_at
+        select max(earlier.arrived_at) as arrived_at
         from {{ ref('int_device_health_reports') }} as earlier
         where earlier.device_id = landed.device_id
-          and earlier.reported_at < landed.first_reported_at
+          and earlier.arrived_at < landed.first_arrived_at
     ) as before on true
 
     union all
 
-    select latest.device_id, 'offline', latest.reported_at
+    select latest.device_id, 'offline', latest.last_arrived_at
     from {{ ref('int_device_health_latest') }} as latest
     cross join reference
-    where latest.reported_at + {{ minutes_var('offline_minutes') }}
+    where latest.last_arrived_at + {{ minutes_var('offline_minutes') }}
         >= reference.previous_reference_at
 
     union all
@@ -118,6 +109,7 @@ candidates as (
     select alerts.device_id, alerts.alert_type, min(alerts.started_at)
     from {{ this }} as alerts
     where alerts.is_open
+      and alerts.alert_type <> 'door_left_open'
     group by alerts.device_id, alerts.alert_type
 
     union all
@@ -125,7 +117,7 @@ candidates as (
     select distinct changes.device_id, alert_types.alert_type, timestamptz '-infinity'
     from {{ ref('stg_smart_access__device_registry') }} as changes
     cross join (
-        values ('repeated_failures'), ('door_left_open'), ('low_battery'), ('offline')
+        values ('repeated_failures'), ('low_battery'), ('offline')
     ) as alert_types (alert_type)
     where {{ ingested_window('device_registry', 'changes.ingested_at') }}
 
@@ -133,36 +125,16 @@ candidates as (
 
 scoped as (
 
-    -- Door: one scope row per alert start (point); other types: from the earliest
-    -- candidate on. A registry change's -infinity makes a door scope open-ended too.
-    select
-        candidates.device_id,
-        candidates.alert_type,
-        min(candidates.since_at) as since_at,
-        case
-            when candidates.alert_type = 'door_left_open'
-                and min(candidates.since_at) > timestamptz '-infinity'
-                then max(candidates.since_at)
-            else timestamptz 'infinity'
-        end as until_at
+    select candidates.device_id, candidates.alert_type, min(candidates.since_at) as since_at
     from candidates
-    group by
-        candidates.device_id,
-        candidates.alert_type,
-        case
-            when candidates.alert_type = 'door_left_open' then candidates.since_at
-        end
+    group by candidates.device_id, candidates.alert_type
 
 )
 
 select
     scoped.device_id,
     scoped.alert_type,
-    case
-        when scoped.alert_type = 'door_left_open' then scoped.since_at
-        else least(scoped.since_at, coalesce(running.started_at, timestamptz 'infinity'))
-    end as since_at,
-    scoped.until_at
+    least(scoped.since_at, coalesce(running.started_at, timestamptz 'infinity')) as since_at
 from scoped
 left join lateral (
     select latest_before.started_at
@@ -176,19 +148,85 @@ left join lateral (
         limit 1
     ) as latest_before
     where coalesce(latest_before.ended_at, timestamptz 'infinity') >= scoped.since_at
-) as running on true
--- A device's open-ended door scope (a registry change) covers its point scopes.
-where not (
-    scoped.alert_type = 'door_left_open'
-    and scoped.until_at < timestamptz 'infinity'
-    and exists (
-        select 1 from scoped as wide
-        where wide.device_id = scoped.device_id
-          and wide.alert_type = 'door_left_open'
-          and wide.until_at = timestamptz 'infinity'
-    )
-);
-analyze {{ alert_scope_relation() }}
+) as running on true;
+create index on {{ alert_scope_relation() }} (device_id, alert_type);
+analyze {{ alert_scope_relation() }};
+
+drop table if exists {{ door_scope_relation() }};
+create temporary table fct_alerts_door_scope as
+with
+
+reference as (
+
+    select {{ previous_alert_reference(this) }} as previous_reference_at
+
+),
+
+rewritten as (
+
+    select sessions.*
+    from {{ ref('int_door_sessions') }} as sessions
+    where {{ written_since_previous_build('sessions.transformed_at') }}
+
+),
+
+door_sessions as (
+
+    -- Rewritten sessions long enough for an alert (or still open) ...
+    select rewritten.*
+    from rewritten
+    where rewritten.ended_at is null
+       or rewritten.ended_at - rewritten.opened_at > {{ minutes_var('door_open_minutes') }}
+
+    union
+
+    -- ... and those that had one (a late event shortened them).
+    select rewritten.*
+    from {{ this }} as alerts
+    inner join rewritten
+        on rewritten.device_id = alerts.device_id
+        and rewritten.opened_at = alerts.started_at - {{ minutes_var('door_open_minutes') }}
+    where alerts.alert_type = 'door_left_open'
+      and alerts.started_at >= (
+        select min(earliest.opened_at) + {{ minutes_var('door_open_minutes') }}
+        from rewritten as earliest
+      )
+
+    union
+
+    select sessions.*
+    from {{ ref('int_door_sessions') }} as sessions
+    cross join reference
+    where sessions.opened_at
+        >= reference.previous_reference_at - {{ minutes_var('door_open_minutes') }}
+      and sessions.is_still_open
+
+    union
+
+    select sessions.*
+    from {{ this }} as alerts
+    inner join {{ ref('int_door_sessions') }} as sessions
+        on sessions.device_id = alerts.device_id
+        and sessions.opened_at = alerts.started_at - {{ minutes_var('door_open_minutes') }}
+    where alerts.is_open
+      and alerts.alert_type = 'door_left_open'
+
+    union
+
+    select sessions.*
+    from (
+        select distinct changes.device_id
+        from {{ ref('stg_smart_access__device_registry') }} as changes
+        where {{ ingested_window('device_registry', 'changes.ingested_at') }}
+    ) as changed
+    inner join {{ ref('int_door_sessions') }} as sessions
+        on sessions.device_id = changed.device_id
+
+)
+
+select * from door_sessions;
+create index on {{ door_scope_relation() }} (device_id, opened_at);
+analyze {{ door_scope_relation() }}
     {%- endif -%}
 {% endmacro %}
 
@@ -202,7 +240,12 @@ using {{ alert_scope_relation() }} as scope
 where alerts.device_id = scope.device_id
   and alerts.alert_type = scope.alert_type
   and alerts.started_at >= scope.since_at
-  and alerts.started_at <= scope.until_at
+  and alerts.transformed_at < {{ run_started_at_ts() }};
+delete from {{ this }} as alerts
+using {{ door_scope_relation() }} as sessions
+where alerts.alert_type = 'door_left_open'
+  and alerts.device_id = sessions.device_id
+  and alerts.started_at = sessions.opened_at + {{ minutes_var('door_open_minutes') }}
   and alerts.transformed_at < {{ run_started_at_ts() }}
     {%- endif -%}
 {% endmacro %}

@@ -78,15 +78,61 @@ def test_unique_constraint_rejects_duplicate_coordinates(pg_conn) -> None:
             _insert_event(cur, 10_000)
 
 
+def _seed_landed_events(cur, rows: int) -> None:
+    """`rows` events landed one a second up to now, in landing order (as the consumer does)."""
+    cur.execute(
+        """
+        insert into raw.access_events (kafka_topic, kafka_partition, kafka_offset,
+            schema_version, event_id, device_id, household_id, event_ts, event_type,
+            trigger_source, _ingested_at)
+        select 'smart-access.events', 0, n, 1, gen_random_uuid(), 'dev-' || n %% 50, 'hh-1',
+            now() - (%s - n) * interval '1 second', 'open', 'app',
+            now() - (%s - n) * interval '1 second'
+        from generate_series(1, %s) as n
+        """,
+        (rows, rows, rows),
+    )
+    cur.execute("analyze raw.access_events")
+
+
 def test_ingested_since_uses_an_index(pg_conn) -> None:
     with pg_conn.cursor() as cur:
-        cur.execute("set local enable_seqscan = off")
+        _seed_landed_events(cur, 50_000)
         cur.execute(
             "explain select count(*) from raw.access_events "
             "where _ingested_at > now() - interval '1 hour'"
         )
         plan = "\n".join(r[0] for r in cur.fetchall())
     assert "access_events_ingested_at_brin" in plan
+
+
+def test_the_dedupe_probe_is_answered_by_the_index_alone(pg_conn) -> None:
+    """Staging's "an earlier-landed copy within the horizon?" is one index condition."""
+    with pg_conn.cursor() as cur:
+        _seed_landed_events(cur, 50_000)
+        cur.execute(
+            """
+            explain select 1 from raw.access_events as source
+            left join lateral (
+                select 1 as found from raw.access_events as earlier
+                where earlier.event_id = source.event_id
+                  and earlier._ingested_at >= source._ingested_at - interval '7 days'
+                  and (earlier._ingested_at, earlier.kafka_topic, earlier.kafka_partition,
+                       earlier.kafka_offset)
+                    < (source._ingested_at, source.kafka_topic, source.kafka_partition,
+                       source.kafka_offset)
+                limit 1
+            ) as earlier_copy on true
+            where source._ingested_at > now() - interval '10 minutes'
+              and earlier_copy.found is null
+            """
+        )
+        plan = [r[0] for r in cur.fetchall()]
+    probe = next(i for i, line in enumerate(plan) if "earlier" in line and "Scan" in line)
+    assert "access_events_event_id_landed_idx" in plan[probe], plan
+    # every condition of the probe is an index condition: no row is fetched to compare
+    conditions = [line.strip().split(":")[0] for line in plan[probe + 1 : probe + 3]]
+    assert "Index Cond" in conditions and "Filter" not in conditions, plan
 
 
 def test_analyst_cannot_write(pg: EphemeralPostgres) -> None:

@@ -6,8 +6,10 @@
         on_schema_change='fail',
     )
 }}
--- Each device's latest health report (by reported_at). Incremental: the reports
--- landed in this build's commit-safe window compete with the current row; a late, older report never wins.
+-- Each device's latest health report (by reported_at), and when its latest report
+-- of any time arrived (last_arrived_at: the offline rule's "last heard from").
+-- Incremental: the reports landed in this build's commit-safe window compete with
+-- the current row; a late, older report never wins, but its arrival counts.
 
 with
 
@@ -27,6 +29,8 @@ candidates as (
         health.signal_strength_dbm,
         health.is_online,
         health.firmware_version,
+        health.arrived_at,
+        health.arrived_at as last_arrived_at,
         health.ingested_at
     from health
     where {{ ingested_window('device_health', 'health.ingested_at') }}
@@ -40,6 +44,8 @@ candidates as (
         current_rows.signal_strength_dbm,
         current_rows.is_online,
         current_rows.firmware_version,
+        current_rows.arrived_at,
+        current_rows.last_arrived_at,
         current_rows.ingested_at
     from {{ this }} as current_rows
     {% else %}
@@ -50,6 +56,8 @@ candidates as (
         health.signal_strength_dbm,
         health.is_online,
         health.firmware_version,
+        health.arrived_at,
+        health.arrived_at as last_arrived_at,
         health.ingested_at
     from health
     where {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
@@ -59,7 +67,17 @@ candidates as (
 
 latest as (
 
-    select distinct on (candidates.device_id) *
+    select distinct on (candidates.device_id)
+        candidates.device_id,
+        candidates.reported_at,
+        candidates.battery_pct,
+        candidates.signal_strength_dbm,
+        candidates.is_online,
+        candidates.firmware_version,
+        candidates.arrived_at,
+        max(candidates.last_arrived_at) over (partition by candidates.device_id)
+            as last_arrived_at,
+        candidates.ingested_at
     from candidates
     order by candidates.device_id, candidates.reported_at desc, candidates.ingested_at
 

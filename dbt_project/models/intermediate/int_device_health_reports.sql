@@ -6,6 +6,7 @@
         on_schema_change='fail',
         indexes=[
             {'columns': ['device_id', 'reported_at'], 'unique': True},
+            {'columns': ['device_id', 'arrived_at']},
         ],
     )
 }}
@@ -34,6 +35,7 @@ select
     health.signal_strength_dbm,
     health.is_online,
     health.firmware_version,
+    health.arrived_at,
     health.ingested_at,
     {{ run_started_at_ts() }} as transformed_at
 

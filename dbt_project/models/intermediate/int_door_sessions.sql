@@ -1,14 +1,13 @@
 {{
     config(
         materialized='incremental',
-        unique_key='session_id',
-        incremental_strategy='merge',
+        unique_key=['opened_at', 'session_id'],
+        incremental_strategy='upsert',
         on_schema_change='fail',
         indexes=[
-            {'columns': ['session_id'], 'unique': True},
+            {'columns': ['opened_at', 'session_id'], 'unique': True},
             {'columns': ['device_id', 'opened_at']},
-            {'columns': ['opened_at']},
-            {'columns': ['transformed_at']},
+            {'columns': ['transformed_at'], 'type': 'brin'},
         ],
     )
 }}
@@ -22,7 +21,7 @@
 --
 -- Incremental: a door event written since the last run changes at most the session
 -- of the open just before it and, if it is an open, its own. The changed events of a
--- device are grouped into stretches (changed events less than an hour apart); each
+-- device are grouped into stretches (the changed events of one hour); each
 -- stretch is resequenced from the device's last open/close before it up to the first
 -- one after it, and the opens from that anchor to the stretch's last changed event are
 -- rewritten. So a late event costs a few rows however old it is, and the result
@@ -43,55 +42,25 @@ changed_events as (
 
 ),
 
-changed_flagged as (
-
-    select
-        changed_events.device_id,
-        changed_events.event_at,
-        case
-            when changed_events.event_at - lag(changed_events.event_at) over device_order
-                <= interval '1 hour'
-                then 0
-            else 1
-        end as starts_stretch
-    from changed_events
-    window device_order as (
-        partition by changed_events.device_id order by changed_events.event_at
-    )
-
-),
-
-changed_numbered as (
-
-    select
-        changed_flagged.*,
-        sum(changed_flagged.starts_stretch) over (
-            partition by changed_flagged.device_id
-            order by changed_flagged.event_at
-            rows unbounded preceding
-        ) as stretch_number
-    from changed_flagged
-
-),
-
 stretches as (
 
+    -- A device's changed events by hour: each hour with changes is one stretch.
     select
-        changed_numbered.device_id,
-        changed_numbered.stretch_number,
-        min(changed_numbered.event_at) as first_changed_at,
-        max(changed_numbered.event_at) as last_changed_at,
+        changed_events.device_id,
+        {{ hour_start('changed_events.event_at') }} as stretch_number,
+        min(changed_events.event_at) as first_changed_at,
+        max(changed_events.event_at) as last_changed_at,
         -- Two stretches can share one open (the later one's anchor is the earlier
         -- one's last event): the earlier stretch writes it.
         coalesce(
-            lag(max(changed_numbered.event_at)) over (
-                partition by changed_numbered.device_id
-                order by changed_numbered.stretch_number
+            lag(max(changed_events.event_at)) over (
+                partition by changed_events.device_id
+                order by {{ hour_start('changed_events.event_at') }}
             ),
             timestamptz '-infinity'
         ) as previous_last_changed_at
-    from changed_numbered
-    group by changed_numbered.device_id, changed_numbered.stretch_number
+    from changed_events
+    group by changed_events.device_id, {{ hour_start('changed_events.event_at') }}
 
 ),
 
@@ -156,7 +125,7 @@ door_events as (
         fct.household_id,
         fct.event_type,
         fct.event_at,
-        0 as stretch_number,
+        timestamptz '-infinity' as stretch_number,
         true as is_rewritten
     from {{ ref('fct_access_events') }} as fct
     where fct.event_type in ('open', 'close')
@@ -212,7 +181,7 @@ sessions as (
 
 select * from sessions
 {% if is_incremental() -%}
--- In key order, the merge's inserts into the session_id index (random UUIDs) walk
--- its leaf pages once.
-order by sessions.session_id
+-- In key order, the upsert's probes of the (opened_at, session_id) index walk its
+-- leaf pages once.
+order by sessions.opened_at, sessions.session_id
 {%- endif %}

@@ -16,20 +16,16 @@
 
 with
 
-hourly as (
-
-    select * from {{ ref('agg_access_hourly') }}
-
-),
-
 {% if is_incremental() %}
 
+-- The hourly mart is read by index in each CTE (no shared CTE over it, which
+-- PostgreSQL would materialize in full - the whole history - on every build).
 touched as (
 
     select distinct
         {{ day_start('hourly.hour_start_at') }} as day_start_at,
         hourly.household_id
-    from hourly
+    from {{ ref('agg_access_hourly') }} as hourly
     where {{ written_since_previous_build('hourly.transformed_at') }}
 
 ),
@@ -38,7 +34,7 @@ hours as (
 
     select hourly.*, touched.day_start_at
     from touched
-    inner join hourly
+    inner join {{ ref('agg_access_hourly') }} as hourly
         on hourly.household_id = touched.household_id
         and hourly.hour_start_at >= touched.day_start_at
         and hourly.hour_start_at < touched.day_start_at + interval '1 day'
@@ -50,7 +46,7 @@ hours as (
 hours as (
 
     select hourly.*, {{ day_start('hourly.hour_start_at') }} as day_start_at
-    from hourly
+    from {{ ref('agg_access_hourly') }} as hourly
 
 ),
 

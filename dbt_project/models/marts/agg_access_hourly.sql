@@ -21,36 +21,29 @@
 
 with
 
-windowed as (
-
-    select
-        int_windows.*,
-        {{ hour_start('int_windows.window_start_at') }} as hour_start_at
-    from {{ ref('int_access_events_windowed') }} as int_windows
-
-),
-
 {% if is_incremental() %}
 
+-- The model is read by index in each CTE (no shared CTE over it, which PostgreSQL
+-- would materialize in full - the whole history - on every build).
 touched as (
 
     select distinct
-        windowed.hour_start_at,
-        windowed.household_id
+        {{ hour_start('int_windows.window_start_at') }} as hour_start_at,
+        int_windows.household_id
 
-    from windowed
-    where {{ written_since_previous_build('windowed.transformed_at') }}
+    from {{ ref('int_access_events_windowed') }} as int_windows
+    where {{ written_since_previous_build('int_windows.transformed_at') }}
 
 ),
 
 windows as (
 
-    select windowed.*
+    select int_windows.*, touched.hour_start_at
     from touched
-    inner join windowed
-        on windowed.household_id = touched.household_id
-        and windowed.window_start_at >= touched.hour_start_at
-        and windowed.window_start_at < touched.hour_start_at + interval '1 hour'
+    inner join {{ ref('int_access_events_windowed') }} as int_windows
+        on int_windows.household_id = touched.household_id
+        and int_windows.window_start_at >= touched.hour_start_at
+        and int_windows.window_start_at < touched.hour_start_at + interval '1 hour'
 
 ),
 
@@ -58,7 +51,10 @@ windows as (
 
 windows as (
 
-    select * from windowed
+    select
+        int_windows.*,
+        {{ hour_start('int_windows.window_start_at') }} as hour_start_at
+    from {{ ref('int_access_events_windowed') }} as int_windows
 
 ),
 

@@ -28,19 +28,23 @@
 --                      until the next report at or above low_battery_recovered_pct
 --                      (20): hysteresis, so 14/15/14 is one episode. critical below
 --                      critical_battery_pct (5).
---   offline            more than offline_minutes (15) without a health report: starts
---                      15 minutes after the last report, ends at the next one - so a
---                      device that stops reporting alerts by absence, and a registered
---                      device that never reported is offline from its registration.
---                      critical after offline_critical_minutes (60).
+--   offline            more than offline_minutes (15) between two arrivals of the
+--                      device's health reports (arrived_at: when a report reached
+--                      Kafka, not the device's clock): starts 15 minutes after the
+--                      last arrival, ends at the next one - so reports buffered while
+--                      the device was unreachable do not erase the gap, a device that
+--                      stops reporting alerts by absence, and a registered device that
+--                      never reported is offline from its registration. critical
+--                      after offline_critical_minutes (60).
 --   retired devices    never alert: an episode of a device retired now ends at its
 --                      retirement (the current version's valid_from_at), and none
 --                      starts at or after it.
--- Incremental: per device and alert type only the episodes from the scope's since_at
--- on are recomputed (macros/alert_scope.sql says what touches them), from the data
--- they need: fails from 5 minutes before, sessions opened from 10 minutes before,
--- health reports from 15 minutes before. alert_id is kept for an episode across
--- builds: a recomputed episode that overlaps one written before takes its id.
+-- Incremental: per device and rule only the episodes from the scope's since_at on
+-- are recomputed, and door alerts only for the scoped door sessions
+-- (macros/alert_scope.sql says what touches them), from the data they need: fails
+-- from 5 minutes before, health reports from 15 minutes before. alert_id is kept
+-- for an episode across builds: a recomputed episode that overlaps one written
+-- before takes its id; a door alert's id is its session's.
 
 -- The scope (pre-hook) also reads these:
 -- depends_on: {{ ref('int_device_health_latest') }}
@@ -53,6 +57,10 @@ with
 
 {% if is_incremental() %}
 
+-- The scope tables (pre-hook): one row per device and alert type for
+-- the per-device rules, one row per door session for door_left_open. Every read
+-- below is a per-device index range (a LATERAL with OFFSET 0 keeps it a
+-- parameterized index scan rather than a join over a whole table).
 scope as (
 
     select * from {{ alert_scope_relation() }}
@@ -61,50 +69,56 @@ scope as (
 
 events as (
 
-    select fct.*
+    select fails.*
     from scope
-    inner join {{ ref('fct_access_events') }} as fct
-        on fct.device_id = scope.device_id
-        and fct.event_at >= scope.since_at - {{ minutes_var('repeated_failures_window_minutes') }}
-        and fct.event_type = 'fail'
+    cross join lateral (
+        select fct.*
+        from {{ ref('fct_access_events') }} as fct
+        where fct.device_id = scope.device_id
+          and fct.event_type = 'fail'
+          and fct.event_at >= scope.since_at - {{ minutes_var('repeated_failures_window_minutes') }}
+          and fct.event_at <= {{ reference_at() }}
+        offset 0
+    ) as fails
     where scope.alert_type = 'repeated_failures'
-      and fct.event_at <= {{ reference_at() }}
 
 ),
 
 door_sessions as (
 
-    select sessions.*
-    from scope
-    inner join {{ ref('int_door_sessions') }} as sessions
-        on sessions.device_id = scope.device_id
-        and sessions.opened_at >= scope.since_at - {{ minutes_var('door_open_minutes') }}
-        and sessions.opened_at <= scope.until_at - {{ minutes_var('door_open_minutes') }}
-    where scope.alert_type = 'door_left_open'
+    select * from {{ door_scope_relation() }}
 
 ),
 
 battery_health as (
 
-    select health.*
+    select reports.*
     from scope
-    inner join {{ ref('int_device_health_reports') }} as health
-        on health.device_id = scope.device_id
-        and health.reported_at >= scope.since_at
+    cross join lateral (
+        select health.*
+        from {{ ref('int_device_health_reports') }} as health
+        where health.device_id = scope.device_id
+          and health.reported_at >= scope.since_at
+          and health.reported_at <= {{ reference_at() }}
+        offset 0
+    ) as reports
     where scope.alert_type = 'low_battery'
-      and health.reported_at <= {{ reference_at() }}
 
 ),
 
 offline_health as (
 
-    select health.*
+    select arrivals.*
     from scope
-    inner join {{ ref('int_device_health_reports') }} as health
-        on health.device_id = scope.device_id
-        and health.reported_at >= scope.since_at - {{ minutes_var('offline_minutes') }}
+    cross join lateral (
+        select health.*
+        from {{ ref('int_device_health_reports') }} as health
+        where health.device_id = scope.device_id
+          and health.arrived_at >= scope.since_at - {{ minutes_var('offline_minutes') }}
+          and health.arrived_at <= {{ reference_at() }}
+        offset 0
+    ) as arrivals
     where scope.alert_type = 'offline'
-      and health.reported_at <= {{ reference_at() }}
 
 ),
 
@@ -132,7 +146,8 @@ battery_health as (
 
 offline_health as (
 
-    select * from battery_health
+    select * from {{ ref('int_device_health_reports') }}
+    where arrived_at <= {{ reference_at() }}
 
 ),
 
@@ -358,13 +373,17 @@ low_battery as (
 
 -- offline -----------------------------------------------------------------------
 
+-- By arrival: a gap is two consecutive arrivals of a device's reports more than
+-- offline_minutes apart. Reports a device buffered while it was unreachable arrive
+-- together after the gap, so they do not erase it; a skewed device clock cannot
+-- fake one.
 report_gaps as (
 
     select
         health.device_id,
-        health.reported_at,
-        lead(health.reported_at) over (
-            partition by health.device_id order by health.reported_at
+        health.arrived_at as reported_at,
+        lead(health.arrived_at) over (
+            partition by health.device_id order by health.arrived_at
         ) as next_reported_at
 
     from offline_health as health
@@ -470,35 +489,30 @@ computed as (
         end as until_at
     ) as capped
     {% if is_incremental() %}
-    inner join scope
+    -- Per-device rules: the episodes from the scope's since_at on. Door alerts: the
+    -- scoped sessions' own (door_sessions holds exactly those).
+    left join scope
         on scope.device_id = unioned.device_id
         and scope.alert_type = unioned.alert_type
-        and unioned.started_at >= scope.since_at
-        and unioned.started_at <= scope.until_at
     {% endif %}
     where unioned.started_at <= {{ reference_at() }}
       and unioned.started_at < coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
+    {% if is_incremental() %}
+      and (
+        unioned.alert_type = 'door_left_open'
+        or unioned.started_at >= scope.since_at
+      )
+    {% endif %}
 
 ),
 
 {% if is_incremental() %}
 
--- The episodes these replace, for their ids: an episode that overlaps one written
--- before keeps that one's alert_id (the earliest such; a split leaves the id with
--- its first part).
-replaced as (
-
-    select alerts.alert_id, alerts.device_id, alerts.alert_type, alerts.started_at,
-        alerts.ended_at
-    from scope
-    inner join {{ this }} as alerts
-        on alerts.device_id = scope.device_id
-        and alerts.alert_type = scope.alert_type
-        and alerts.started_at >= scope.since_at
-        and alerts.started_at <= scope.until_at
-
-),
-
+-- Ids: an episode that overlaps one written before keeps that one's alert_id (the
+-- earliest such; a split leaves the id with its first part), looked up by the
+-- (device_id, alert_type, started_at) index among the rows the post-hook replaces.
+-- A door alert's id is its session's by construction (one episode per session, its
+-- start fixed by the open), so it needs no lookup.
 claims as (
 
     select
@@ -509,16 +523,20 @@ claims as (
         ) as claim_rank
 
     from computed
+    left join scope
+        on scope.device_id = computed.device_id
+        and scope.alert_type = computed.alert_type
     left join lateral (
-        select replaced.alert_id
-        from replaced
-        where replaced.device_id = computed.device_id
-          and replaced.alert_type = computed.alert_type
-          and replaced.started_at <= coalesce(computed.ended_at, timestamptz 'infinity')
-          and computed.started_at <= coalesce(replaced.ended_at, timestamptz 'infinity')
-        order by replaced.started_at
+        select alerts.alert_id
+        from {{ this }} as alerts
+        where alerts.device_id = computed.device_id
+          and alerts.alert_type = computed.alert_type
+          and alerts.started_at >= scope.since_at
+          and alerts.started_at <= coalesce(computed.ended_at, timestamptz 'infinity')
+          and computed.started_at <= coalesce(alerts.ended_at, timestamptz 'infinity')
+        order by alerts.started_at
         limit 1
-    ) as previous on true
+    ) as previous on computed.alert_type <> 'door_left_open'
 
 ),
 

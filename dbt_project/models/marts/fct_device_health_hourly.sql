@@ -11,7 +11,9 @@
 }}
 -- Per device and hour (UTC): battery, signal and how often the device said it was
 -- online. Incremental: the device-hours touched by reports landed in this build's
--- commit-safe window are recomputed in full from the reports up to its bound.
+-- commit-safe window are recomputed in full from the reports up to its bound
+-- (int_device_health_reports, deduped once).
+-- depends_on: {{ ref('int_device_health_reports') }}
 
 with
 
@@ -35,13 +37,13 @@ touched as (
 
 reports as (
 
-    select health.*, touched.hour_start_at
+    -- The touched hours' reports, deduped once already, by one index range each.
+    select reported.*, touched.hour_start_at
     from touched
-    inner join health
-        on health.device_id = touched.device_id
-        and health.reported_at >= touched.hour_start_at
-        and health.reported_at < touched.hour_start_at + interval '1 hour'
-    where {{ ingested_window('device_health', 'health.ingested_at', lower=false) }}
+    inner join {{ ref('int_device_health_reports') }} as reported
+        on reported.device_id = touched.device_id
+        and reported.reported_at >= touched.hour_start_at
+        and reported.reported_at < touched.hour_start_at + interval '1 hour'
 
 ),
 

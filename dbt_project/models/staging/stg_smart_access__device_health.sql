@@ -1,5 +1,8 @@
 -- One row per device and report time: a re-sent report (same device_id and
--- reported_at) keeps its first landed copy.
+-- reported_at) keeps its first landed copy (macro first_landed_copy: an incremental
+-- build probes the (device_id, reported_at) index once per new row). arrived_at is when the report reached Kafka (its record
+-- timestamp, else its landing time): the offline rule follows arrivals, not the
+-- device's clock.
 with
 
 source as (
@@ -22,17 +25,14 @@ renamed as (
         source.kafka_topic,
         source.kafka_partition,
         source.kafka_offset,
+        coalesce(source.kafka_timestamp, source._ingested_at) as arrived_at,
         source._ingested_at as ingested_at
 
     from source
-    where not exists (
-        select 1
-        from {{ source('smart_access', 'device_health') }} as earlier
-        where earlier.device_id = source.device_id
-          and earlier.reported_at = source.reported_at
-          and (earlier._ingested_at, earlier.kafka_topic, earlier.kafka_partition, earlier.kafka_offset)
-            < (source._ingested_at, source.kafka_topic, source.kafka_partition, source.kafka_offset)
-    )
+    {{ first_landed_copy(
+        source('smart_access', 'device_health'),
+        "earlier.device_id = source.device_id and earlier.reported_at = source.reported_at"
+    ) }}
 
 )
 
