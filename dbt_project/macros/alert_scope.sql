@@ -1,6 +1,6 @@
 {# fct_alerts is incremental. Each build recomputes two scopes, kept in temporary
-   tables of the build's session (the model reads them; its post-hook deletes the
-   rows they supersede):
+   tables of the build's session (the model reads them; its incremental strategy,
+   below, deletes the rows they supersede):
 
    fct_alerts_scope, one row per device and per-device rule, with `since_at`: the
    earliest instant the new data or the moved reference time can change -
@@ -230,22 +230,24 @@ analyze {{ door_scope_relation() }}
     {%- endif -%}
 {% endmacro %}
 
-{# After the recomputed episodes are appended: the rows they replace go. #}
-{% macro delete_superseded_alerts() %}
-    {%- if not is_incremental() -%}
-        select 1
-    {%- else -%}
-delete from {{ this }} as alerts
+{# Incremental strategy of fct_alerts: the rows the scopes cover go, then the
+   recomputed episodes (already computed into the build's temporary relation, ids
+   claimed from the rows they replace) are inserted - in that order, so the unique
+   index on alert_id holds at every step. #}
+{% macro get_incremental_replace_alert_scope_sql(arg_dict) %}
+    {%- set target = arg_dict["target_relation"] -%}
+    {%- set source = arg_dict["temp_relation"] -%}
+    {%- set columns = arg_dict["dest_columns"] | map(attribute="quoted") | join(", ") -%}
+delete from {{ target }} as alerts
 using {{ alert_scope_relation() }} as scope
 where alerts.device_id = scope.device_id
   and alerts.alert_type = scope.alert_type
-  and alerts.started_at >= scope.since_at
-  and alerts.transformed_at < {{ run_started_at_ts() }};
-delete from {{ this }} as alerts
+  and alerts.started_at >= scope.since_at;
+delete from {{ target }} as alerts
 using {{ door_scope_relation() }} as sessions
 where alerts.alert_type = 'door_left_open'
   and alerts.device_id = sessions.device_id
-  and alerts.started_at = sessions.opened_at + {{ minutes_var('door_open_minutes') }}
-  and alerts.transformed_at < {{ run_started_at_ts() }}
-    {%- endif -%}
+  and alerts.started_at = sessions.opened_at + {{ minutes_var('door_open_minutes') }};
+insert into {{ target }} ({{ columns }})
+select {{ columns }} from {{ source }}
 {% endmacro %}

@@ -5,7 +5,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         indexes=[
-            {'columns': ['day_start_at', 'household_id']},
+            {'columns': ['day_start_at', 'household_id', 'region', 'device_type', 'model'], 'unique': True},
         ],
     )
 }}

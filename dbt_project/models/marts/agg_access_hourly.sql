@@ -5,7 +5,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         indexes=[
-            {'columns': ['hour_start_at', 'household_id']},
+            {'columns': ['hour_start_at', 'household_id', 'region', 'device_type', 'model'], 'unique': True},
             {'columns': ['transformed_at']},
         ],
     )
@@ -17,7 +17,7 @@
 -- household-hour is rebuilt together, so an event whose device attributes changed
 -- leaves its old group too. Event counts per trigger source (`<source>_trigger_count`)
 -- feed the dashboard's Activity page, so it never scans the fact. The unique_key is the delete scope; the grain is unique
--- on all five columns (tested).
+-- on all five columns (a unique index).
 
 with
 

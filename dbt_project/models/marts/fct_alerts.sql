@@ -1,11 +1,11 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='append',
+        incremental_strategy='replace_alert_scope',
         on_schema_change='fail',
         pre_hook="{{ create_alert_scope() }}",
-        post_hook="{{ delete_superseded_alerts() }}",
         indexes=[
+            {'columns': ['alert_id'], 'unique': True},
             {'columns': ['device_id', 'alert_type', 'started_at']},
             {'columns': ['is_open', 'device_id']},
             {'columns': ['evaluated_at']},
@@ -510,7 +510,7 @@ computed as (
 
 -- Ids: an episode that overlaps one written before keeps that one's alert_id (the
 -- earliest such; a split leaves the id with its first part), looked up by the
--- (device_id, alert_type, started_at) index among the rows the post-hook replaces.
+-- (device_id, alert_type, started_at) index among the rows the build replaces.
 -- A door alert's id is its session's by construction (one episode per session, its
 -- start fixed by the open), so it needs no lookup.
 claims as (
