@@ -62,9 +62,29 @@ candidates as (
 
     union all
 
+    -- Fails written before but after the previous reference: read for the first time.
+    select events.device_id, 'repeated_failures', min(events.event_at)
+    from {{ ref('fct_access_events') }} as events
+    cross join reference
+    where events.event_at > reference.previous_reference_at
+      and events.event_at <= reference.reference_at
+      and events.event_type = 'fail'
+    group by events.device_id
+
+    union all
+
     select health.device_id, 'low_battery', min(health.reported_at)
     from {{ ref('stg_smart_access__device_health') }} as health
     where {{ ingested_window('device_health', 'health.ingested_at') }}
+    group by health.device_id
+
+    union all
+
+    select health.device_id, 'low_battery', min(health.reported_at)
+    from {{ ref('int_device_health_reports') }} as health
+    cross join reference
+    where health.reported_at > reference.previous_reference_at
+      and health.reported_at <= reference.reference_at
     group by health.device_id
 
     union all
@@ -106,8 +126,15 @@ candidates as (
       )
     union all
 
-    select alerts.device_id, alerts.alert_type, min(alerts.started_at)
+    -- An open alert may end or turn critical as the reference moves: offline from its
+    -- start; the others from the previous reference, continuing the running episode.
+    select alerts.device_id, alerts.alert_type,
+        case
+            when alerts.alert_type = 'offline' then min(alerts.started_at)
+            else max(reference.previous_reference_at)
+        end
     from {{ this }} as alerts
+    cross join reference
     where alerts.is_open
       and alerts.alert_type <> 'door_left_open'
     group by alerts.device_id, alerts.alert_type
@@ -131,15 +158,31 @@ scoped as (
 
 )
 
+-- The episode of the type running at since_at, if any: offline reaches back to its
+-- start (its gap has no reports to re-read). Repeated failures and low battery
+-- continue it instead (running_*): the model reads from since_at (a warning
+-- repeated-failures episode, a few fails, from its start), and the episode it
+-- computes there keeps the running one's start, id, household and a critical
+-- severity - so an episode that lasts for weeks costs its new rows, not its history.
 select
     scoped.device_id,
     scoped.alert_type,
-    least(scoped.since_at, coalesce(running.started_at, timestamptz 'infinity')) as since_at
+    case
+        when scoped.alert_type = 'offline'
+            then least(scoped.since_at, coalesce(running.started_at, timestamptz 'infinity'))
+        else scoped.since_at
+    end as since_at,
+    case when scoped.alert_type <> 'offline' then running.alert_id end as running_alert_id,
+    case when scoped.alert_type <> 'offline' then running.started_at end as running_started_at,
+    case when scoped.alert_type <> 'offline' then running.household_id end
+        as running_household_id,
+    case when scoped.alert_type <> 'offline' then running.severity end as running_severity
 from scoped
 left join lateral (
-    select latest_before.started_at
+    select latest_before.*
     from (
-        select alerts.started_at, alerts.ended_at
+        select alerts.alert_id, alerts.started_at, alerts.ended_at, alerts.household_id,
+            alerts.severity
         from {{ this }} as alerts
         where alerts.device_id = scoped.device_id
           and alerts.alert_type = scoped.alert_type
@@ -243,6 +286,9 @@ using {{ alert_scope_relation() }} as scope
 where alerts.device_id = scope.device_id
   and alerts.alert_type = scope.alert_type
   and alerts.started_at >= scope.since_at;
+delete from {{ target }} as alerts
+using {{ alert_scope_relation() }} as scope
+where alerts.alert_id = scope.running_alert_id;
 delete from {{ target }} as alerts
 using {{ door_scope_relation() }} as sessions
 where alerts.alert_type = 'door_left_open'

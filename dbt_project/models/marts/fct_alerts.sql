@@ -76,7 +76,13 @@ events as (
         from {{ ref('fct_access_events') }} as fct
         where fct.device_id = scope.device_id
           and fct.event_type = 'fail'
-          and fct.event_at >= scope.since_at - {{ minutes_var('repeated_failures_window_minutes') }}
+          -- a warning episode running at since_at (a few fails) is re-read whole; the
+          -- margin covers the fails a firing at since_at looks back to
+          and fct.event_at >= case
+                when scope.running_severity = 'warning'
+                    then least(scope.since_at, scope.running_started_at)
+                else scope.since_at
+            end - 4 * {{ minutes_var('repeated_failures_window_minutes') }}
           and fct.event_at <= {{ reference_at() }}
         offset 0
     ) as fails
@@ -92,10 +98,10 @@ door_sessions as (
 
 battery_health as (
 
-    select reports.*
+    select scope.device_id, reports.reported_at, reports.battery_pct
     from scope
     cross join lateral (
-        select health.*
+        select health.reported_at, health.battery_pct
         from {{ ref('int_device_health_reports') }} as health
         where health.device_id = scope.device_id
           and health.reported_at >= scope.since_at
@@ -103,6 +109,22 @@ battery_health as (
         offset 0
     ) as reports
     where scope.alert_type = 'low_battery'
+
+    union all
+
+    -- The episode running at since_at stands in for its readings before since_at: one
+    -- low reading at its start, critical if it was (no reading in it recovered, so
+    -- the hysteresis state at since_at is "low" either way).
+    select
+        scope.device_id,
+        scope.running_started_at,
+        case
+            when scope.running_severity = 'critical' then {{ var('critical_battery_pct') }} - 1
+            else {{ var('critical_battery_pct') }}
+        end
+    from scope
+    where scope.alert_type = 'low_battery'
+      and scope.running_started_at is not null
 
 ),
 
@@ -139,7 +161,7 @@ door_sessions as (
 
 battery_health as (
 
-    select * from {{ ref('int_device_health_reports') }}
+    select device_id, reported_at, battery_pct from {{ ref('int_device_health_reports') }}
     where reported_at <= {{ reference_at() }}
 
 ),
@@ -465,6 +487,80 @@ unioned as (
 
 ),
 
+{% if is_incremental() %}
+
+-- Per-device rules: the episodes from the scope's since_at on, and the one that
+-- continues the episode running at since_at (the latest computed episode starting by
+-- then; earlier ones are parts of it): it keeps the running episode's start, id,
+-- household, and a critical severity. Door alerts: the scoped sessions' own.
+flagged as (
+
+    select
+        unioned.*,
+        scope.since_at,
+        scope.running_alert_id,
+        scope.running_started_at,
+        scope.running_household_id,
+        scope.running_severity,
+        coalesce(
+            scope.running_started_at is not null and unioned.started_at <= scope.since_at,
+            false
+        ) as continues
+    from unioned
+    left join scope
+        on scope.device_id = unioned.device_id
+        and scope.alert_type = unioned.alert_type
+
+),
+
+flagged_latest as (
+
+    select
+        flagged.*,
+        max(flagged.started_at) filter (where flagged.continues) over (
+            partition by flagged.device_id, flagged.alert_type
+        ) as last_continuing_at
+    from flagged
+
+),
+
+episodes as (
+
+    select
+        flagged.alert_type,
+        flagged.device_id,
+        case
+            when flagged.continues then flagged.running_household_id else flagged.household_id
+        end as household_id,
+        case
+            when flagged.continues then least(flagged.started_at, flagged.running_started_at)
+            else flagged.started_at
+        end as started_at,
+        flagged.condition_until_at,
+        case
+            when flagged.continues and flagged.running_severity = 'critical' then 'critical'
+            else flagged.severity
+        end as severity,
+        case when flagged.continues then flagged.running_alert_id end as continued_alert_id
+
+    from flagged_latest as flagged
+    where flagged.alert_type = 'door_left_open'
+       or flagged.started_at >= flagged.since_at
+       or (flagged.continues and flagged.started_at = flagged.last_continuing_at)
+
+),
+
+{% else %}
+
+episodes as (
+
+    select unioned.*, null::text as continued_alert_id
+    from unioned
+
+),
+
+{% endif %}
+
 computed as (
 
     select
@@ -476,9 +572,10 @@ computed as (
             when capped.until_at <= {{ reference_at() }} then capped.until_at
         end as ended_at,
         not coalesce(capped.until_at <= {{ reference_at() }}, false) as is_open,
-        unioned.severity
+        unioned.severity,
+        unioned.continued_alert_id
 
-    from unioned
+    from episodes as unioned
     left join current_devices on current_devices.device_id = unioned.device_id
     cross join lateral (
         select case
@@ -488,21 +585,8 @@ computed as (
             else unioned.condition_until_at
         end as until_at
     ) as capped
-    {% if is_incremental() %}
-    -- Per-device rules: the episodes from the scope's since_at on. Door alerts: the
-    -- scoped sessions' own (door_sessions holds exactly those).
-    left join scope
-        on scope.device_id = unioned.device_id
-        and scope.alert_type = unioned.alert_type
-    {% endif %}
     where unioned.started_at <= {{ reference_at() }}
       and unioned.started_at < coalesce(current_devices.alerting_until_at, timestamptz 'infinity')
-    {% if is_incremental() %}
-      and (
-        unioned.alert_type = 'door_left_open'
-        or unioned.started_at >= scope.since_at
-      )
-    {% endif %}
 
 ),
 
@@ -517,9 +601,10 @@ claims as (
 
     select
         computed.*,
-        previous.alert_id as previous_alert_id,
+        coalesce(computed.continued_alert_id, previous.alert_id) as previous_alert_id,
         row_number() over (
-            partition by previous.alert_id order by computed.started_at
+            partition by coalesce(computed.continued_alert_id, previous.alert_id)
+            order by computed.started_at
         ) as claim_rank
 
     from computed
@@ -536,7 +621,9 @@ claims as (
           and computed.started_at <= coalesce(alerts.ended_at, timestamptz 'infinity')
         order by alerts.started_at
         limit 1
-    ) as previous on computed.alert_type <> 'door_left_open'
+    ) as previous
+        on computed.alert_type <> 'door_left_open'
+        and computed.continued_alert_id is null
 
 ),
 
