@@ -102,7 +102,9 @@ class Truth:
                     )
                 continue
             versions.append(change)
-        self.events = [self._as_v1(e) for e in _first_landed(events, lambda r: r["event_id"])]
+        self.events = [
+            self._as_v1(e) for e in _first_landed(events, lambda r: (r["event_id"], r["event_ts"]))
+        ]
 
     def _as_v1(self, event: dict) -> dict:
         """A v0 event as staging maps it (the README's contract table)."""

@@ -115,7 +115,8 @@ def test_the_dedupe_probe_is_answered_by_the_index_alone(pg_conn) -> None:
             explain select 1 from raw.access_events as source
             left join lateral (
                 select 1 as found from raw.access_events as earlier
-                where earlier.event_id = source.event_id
+                where earlier.event_ts = source.event_ts
+                  and earlier.event_id = source.event_id
                   and earlier._ingested_at >= source._ingested_at - interval '7 days'
                   and (earlier._ingested_at, earlier.kafka_topic, earlier.kafka_partition,
                        earlier.kafka_offset)
@@ -129,7 +130,7 @@ def test_the_dedupe_probe_is_answered_by_the_index_alone(pg_conn) -> None:
         )
         plan = [r[0] for r in cur.fetchall()]
     probe = next(i for i, line in enumerate(plan) if "earlier" in line and "Scan" in line)
-    assert "access_events_event_id_landed_idx" in plan[probe], plan
+    assert "access_events_event_ts_id_landed_idx" in plan[probe], plan
     # every condition of the probe is an index condition: no row is fetched to compare
     conditions = [line.strip().split(":")[0] for line in plan[probe + 1 : probe + 3]]
     assert "Index Cond" in conditions and "Filter" not in conditions, plan

@@ -28,31 +28,29 @@ windowed as (
 
 ),
 
-triggers as (
-
-    select
-        windowed.device_id,
-        windowed.window_start_at,
-        count(distinct trigger_source) as distinct_trigger_count
-
-    from windowed
-    cross join lateral unnest(windowed.trigger_sources) as trigger_source
-    group by 1, 2
-
-),
-
 counts as (
 
+    -- One pass: each windowed row once per trigger source (ordinality 1 carries its
+    -- counts), so the distinct sources and the sums come from one aggregation - no
+    -- self-join, whose plan a stale row estimate for the fresh rows can turn
+    -- quadratic.
     select
         windowed.device_id,
         windowed.window_start_at,
-        sum(windowed.event_count)::bigint as event_count,
-        sum(windowed.open_count)::bigint as open_count,
-        sum(windowed.close_count)::bigint as close_count,
-        sum(windowed.fail_count)::bigint as fail_count,
+        sum(windowed.event_count) filter (where coalesce(sources.position, 1) = 1)::bigint
+            as event_count,
+        sum(windowed.open_count) filter (where coalesce(sources.position, 1) = 1)::bigint
+            as open_count,
+        sum(windowed.close_count) filter (where coalesce(sources.position, 1) = 1)::bigint
+            as close_count,
+        sum(windowed.fail_count) filter (where coalesce(sources.position, 1) = 1)::bigint
+            as fail_count,
+        count(distinct sources.trigger_source) as distinct_trigger_count,
         max(windowed.last_event_at) as last_event_at
 
     from windowed
+    left join lateral unnest(windowed.trigger_sources) with ordinality
+        as sources (trigger_source, position) on true
     group by 1, 2
 
 ),
@@ -68,14 +66,11 @@ aggregated as (
         counts.close_count,
         counts.fail_count,
         round(counts.fail_count::numeric / counts.event_count, 6) as failure_rate,
-        triggers.distinct_trigger_count,
+        counts.distinct_trigger_count,
         counts.last_event_at,
         {{ run_started_at_ts() }} as transformed_at
 
     from counts
-    inner join triggers
-        on triggers.device_id = counts.device_id
-        and triggers.window_start_at = counts.window_start_at
 
 )
 

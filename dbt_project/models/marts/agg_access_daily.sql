@@ -5,7 +5,8 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         indexes=[
-            {'columns': ['day_start_at', 'household_id', 'region', 'device_type', 'model'], 'unique': True},
+            {'columns': ['household_id', 'day_start_at', 'region', 'device_type', 'model'], 'unique': True},
+            {'columns': ['day_start_at']},
         ],
     )
 }}

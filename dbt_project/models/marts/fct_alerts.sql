@@ -611,15 +611,40 @@ claims as (
     left join scope
         on scope.device_id = computed.device_id
         and scope.alert_type = computed.alert_type
+    -- Episodes of a type never overlap, so the earliest old one overlapping this one is
+    -- the latest starting before it (if it reaches this one's start), else the first
+    -- starting within it: two index probes, however many episodes the scope holds.
     left join lateral (
-        select alerts.alert_id
-        from {{ this }} as alerts
-        where alerts.device_id = computed.device_id
-          and alerts.alert_type = computed.alert_type
-          and alerts.started_at >= scope.since_at
-          and alerts.started_at <= coalesce(computed.ended_at, timestamptz 'infinity')
-          and computed.started_at <= coalesce(alerts.ended_at, timestamptz 'infinity')
-        order by alerts.started_at
+        select candidates.alert_id
+        from (
+            select before.alert_id, before.started_at
+            from (
+                select alerts.alert_id, alerts.started_at, alerts.ended_at
+                from {{ this }} as alerts
+                where alerts.device_id = computed.device_id
+                  and alerts.alert_type = computed.alert_type
+                  and alerts.started_at >= scope.since_at
+                  and alerts.started_at < computed.started_at
+                order by alerts.started_at desc
+                limit 1
+            ) as before
+            where coalesce(before.ended_at, timestamptz 'infinity') >= computed.started_at
+
+            union all
+
+            select within.alert_id, within.started_at
+            from (
+                select alerts.alert_id, alerts.started_at
+                from {{ this }} as alerts
+                where alerts.device_id = computed.device_id
+                  and alerts.alert_type = computed.alert_type
+                  and alerts.started_at >= computed.started_at
+                  and alerts.started_at <= coalesce(computed.ended_at, timestamptz 'infinity')
+                order by alerts.started_at
+                limit 1
+            ) as within
+        ) as candidates
+        order by candidates.started_at
         limit 1
     ) as previous
         on computed.alert_type <> 'door_left_open'

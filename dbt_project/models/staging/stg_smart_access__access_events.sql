@@ -1,10 +1,10 @@
--- One row per unique access event: a replayed or re-sent event (same event_id)
--- keeps its first landed copy, looked for among the copies landed up to
--- dedupe_horizon_days (var, 7) earlier. A copy landed later than that reaches
+-- One row per unique access event: a replayed or re-sent event (same event_id, and
+-- the same payload, so the same event_ts) keeps its first landed copy, looked for
+-- among the copies landed up to dedupe_horizon_days (var, 7) earlier. A copy landed later than that reaches
 -- fct_access_events, whose key (event_id, event_at) keeps the first copy there.
 -- The dedupe (macro first_landed_copy) is a per-row test, not a window function, so
 -- a filter on ingested_at pushes down into this view; an incremental build probes
--- the event_id index once per new row.
+-- raw's (event_ts, event_id, ...) index once per new row (migration 0054).
 with
 
 source as (
@@ -46,8 +46,8 @@ renamed as (
     from source
     {{ first_landed_copy(
         source('smart_access', 'access_events'),
-        "earlier.event_id = source.event_id and earlier._ingested_at >= source._ingested_at - "
-            ~ days_var('dedupe_horizon_days')
+        "earlier.event_ts = source.event_ts and earlier.event_id = source.event_id"
+            ~ " and earlier._ingested_at >= source._ingested_at - " ~ days_var('dedupe_horizon_days')
     ) }}
 
 )
