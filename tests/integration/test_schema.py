@@ -79,13 +79,16 @@ def test_unique_constraint_rejects_duplicate_coordinates(pg_conn) -> None:
 
 
 def _seed_landed_events(cur, rows: int) -> None:
-    """`rows` events landed one a second up to now, in landing order (as the consumer does)."""
+    """`rows` events landed one a second up to now, in landing order (as the consumer does).
+
+    On a topic of their own: the session's server holds other tests' rows.
+    """
     cur.execute(
         """
         insert into raw.access_events (kafka_topic, kafka_partition, kafka_offset,
             schema_version, event_id, device_id, household_id, event_ts, event_type,
             trigger_source, _ingested_at)
-        select 'smart-access.events', 0, n, 1, gen_random_uuid(), 'dev-' || n %% 50, 'hh-1',
+        select 'schema-test.events', 0, n, 1, gen_random_uuid(), 'dev-' || n %% 50, 'hh-1',
             now() - (%s - n) * interval '1 second', 'open', 'app',
             now() - (%s - n) * interval '1 second'
         from generate_series(1, %s) as n
