@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
 from stack.ephemeral import EphemeralPostgres
 from stack.migrate import apply_migrations
+from tests.dbt_ledger import Ledger
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 if str(PLUGINS) not in sys.path:
@@ -33,6 +37,26 @@ def fresh_database(pg: EphemeralPostgres, name: str) -> str:
     conn.close()
     apply_migrations(pg.dsn(name), pg.role_passwords)
     return name
+
+
+@contextmanager
+def ledger_warehouse(
+    pg: EphemeralPostgres, tmp_path_factory: Any, name: str, seed: int
+) -> Iterator[dict[str, Any]]:
+    """A fresh database `name`, dbt's environment and target folder for it, an admin
+    connection (closed afterwards) and a ledger seeded with `seed`."""
+    database = fresh_database(pg, name)
+    conn = psycopg2.connect(pg.dsn(database))
+    try:
+        yield {
+            "env": dbt_env(pg, database),
+            "target": tmp_path_factory.mktemp(name) / "target",
+            "conn": conn,
+            "ledger": Ledger(seed=seed),
+            "dsn": pg.dsn(database),
+        }
+    finally:
+        conn.close()
 
 
 def dbt_env(pg: EphemeralPostgres, database: str) -> dict[str, str]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import psycopg2
 import pytest
 
 from stack.ephemeral import EphemeralPostgres
 from tests.dbt_ledger import Ledger, build_fleet, utc
 from tests.dbt_truth import Truth
-from tests.integration.dbt_support import build, dbt_env, fresh_database
+from tests.integration.dbt_support import build, ledger_warehouse
 from tests.integration.test_dbt_truth import _assert_matches
 
 T0 = utc(2026, 5, 4, 8, 0, 0)
@@ -58,14 +57,10 @@ def _episode(cur, device_id: str, alert_type: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def builds(pg: EphemeralPostgres, tmp_path_factory):
     """The two long episodes as each of the three builds left them."""
-    database = fresh_database(pg, "dbt_long_episodes")
-    env = dbt_env(pg, database)
-    target = tmp_path_factory.mktemp("dbt-long-episodes") / "target"
-    conn = psycopg2.connect(pg.dsn(database))
-    ledger = Ledger(seed=31)
-    fleet = build_fleet(ledger, T0 - timedelta(minutes=1), count=8)
-    seen = []
-    try:
+    with ledger_warehouse(pg, tmp_path_factory, "dbt_long_episodes", seed=31) as warehouse:
+        env, target, conn, ledger = (warehouse[k] for k in ("env", "target", "conn", "ledger"))
+        fleet = build_fleet(ledger, T0 - timedelta(minutes=1), count=8)
+        seen = []
         for hour in range(3):
             _land_hour(ledger, fleet, hour)
             ledger.flush(conn)
@@ -82,8 +77,6 @@ def builds(pg: EphemeralPostgres, tmp_path_factory):
                     }
                 )
         yield seen
-    finally:
-        conn.close()
 
 
 def test_a_running_episode_keeps_its_start_and_id_across_builds(builds) -> None:

@@ -20,7 +20,7 @@ import pytest
 from stack.ephemeral import EphemeralPostgres
 from tests.dbt_ledger import Device, Ledger, build_fleet, utc
 from tests.dbt_truth import Truth
-from tests.integration.dbt_support import build, dbt_env, fresh_database
+from tests.integration.dbt_support import build, ledger_warehouse
 
 T0 = utc(2026, 3, 2, 8, 0, 0)
 PHASE2 = T0 + timedelta(days=3)
@@ -254,21 +254,8 @@ def _assert_matches(cur, truth: Truth) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(pg: EphemeralPostgres, tmp_path_factory):
-    database = fresh_database(pg, "dbt_truth")
-    env = dbt_env(pg, database)
-    target = tmp_path_factory.mktemp("dbt-truth") / "target"
-    conn = psycopg2.connect(pg.dsn(database))
-    ledger = Ledger(seed=11)
-    try:
-        yield {
-            "env": env,
-            "target": target,
-            "conn": conn,
-            "ledger": ledger,
-            "dsn": pg.dsn(database),
-        }
-    finally:
-        conn.close()
+    with ledger_warehouse(pg, tmp_path_factory, "dbt_truth", seed=11) as warehouse:
+        yield warehouse
 
 
 @pytest.fixture(scope="module")
