@@ -4,7 +4,7 @@
 -- fct_access_events, whose key (event_id, event_at) keeps the first copy there.
 -- The dedupe (macro first_landed_copy) is a per-row test, not a window function, so
 -- a filter on ingested_at pushes down into this view; an incremental build probes
--- raw's (event_ts, event_id, ...) index once per new row (migration 0054).
+-- raw's (event_ts, event_id, ...) index once per new row (migration 0053).
 with
 
 source as (
