@@ -9,21 +9,20 @@
      a full refresh reads everything: NOT EXISTS, which PostgreSQL runs as one
        (parallel) hash anti join - a probe per row would be many times slower. #}
 {% macro first_landed_copy(relation, match) -%}
-    {%- if flags.FULL_REFRESH -%}
-    where not exists (
-        select 1
-        from {{ relation }} as earlier
-        where {{ match }}
-          and (earlier._ingested_at, earlier.kafka_topic, earlier.kafka_partition, earlier.kafka_offset)
-            < (source._ingested_at, source.kafka_topic, source.kafka_partition, source.kafka_offset)
-    )
-    {%- else -%}
-    left join lateral (
+    {%- set earlier_copy -%}
         select 1 as found
         from {{ relation }} as earlier
         where {{ match }}
           and (earlier._ingested_at, earlier.kafka_topic, earlier.kafka_partition, earlier.kafka_offset)
             < (source._ingested_at, source.kafka_topic, source.kafka_partition, source.kafka_offset)
+    {%- endset -%}
+    {%- if flags.FULL_REFRESH -%}
+    where not exists (
+        {{ earlier_copy }}
+    )
+    {%- else -%}
+    left join lateral (
+        {{ earlier_copy }}
         limit 1
     ) as earlier_copy on true
     where earlier_copy.found is null

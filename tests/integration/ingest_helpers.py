@@ -60,6 +60,21 @@ def add_constraint(
         admin.close()
 
 
+def reject_marked_user(pg: EphemeralPostgres, prefix: str, label: str) -> str:
+    """raw.access_events refuses rows of the topics under `prefix` whose user_id is
+    'db-says-no' (a rule the validator knows nothing about); returns the constraint's
+    name, for drop_constraint."""
+    name = f"{label}_{prefix.strip('.')}"
+    add_constraint(
+        pg,
+        "raw.access_events",
+        name,
+        "kafka_topic not like %s or user_id is distinct from 'db-says-no'",
+        (prefix + "%",),
+    )
+    return name
+
+
 def drop_constraint(pg: EphemeralPostgres, table: str, name: str) -> None:
     admin = psycopg2.connect(pg.dsn())
     admin.autocommit = True

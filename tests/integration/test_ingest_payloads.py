@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, TopicPartition
 from ingest_helpers import (
-    add_constraint,
     counts,
     drop_constraint,
     event,
     new_prefix,
     produce,
     query,
+    reject_marked_user,
     start_consumer,
     stop_consumer,
     wait_until,
@@ -137,14 +137,7 @@ def test_bad_payloads_are_dead_lettered_and_neighbours_land_byte_exact(
 def test_row_the_database_rejects_is_isolated(kafka: EphemeralKafka, pg: EphemeralPostgres) -> None:
     """A constraint the validator knows nothing about: that row alone is dead-lettered."""
     prefix = new_prefix(kafka)
-    constraint = f"reject_{prefix.strip('.')}"
-    add_constraint(
-        pg,
-        "raw.access_events",
-        constraint,
-        "kafka_topic not like %s or user_id is distinct from 'db-says-no'",
-        (prefix + "%",),
-    )
+    constraint = reject_marked_user(pg, prefix, "reject")
     try:
         users = [f"user-{i}" for i in range(400)]
         users[137] = users[301] = "db-says-no"

@@ -27,6 +27,7 @@ from ingest_helpers import (
     new_prefix,
     produce,
     query,
+    reject_marked_user,
     start_consumer,
     stop_consumer,
     wait_until,
@@ -193,14 +194,7 @@ def test_replay_across_a_row_the_database_once_rejected(
 ) -> None:
     """The replay path (rows already present) isolates a rejected row too."""
     prefix = new_prefix(kafka)
-    constraint = f"replay_reject_{prefix.strip('.')}"
-    add_constraint(
-        pg,
-        "raw.access_events",
-        constraint,
-        "kafka_topic not like %s or user_id is distinct from 'db-says-no'",
-        (prefix + "%",),
-    )
+    constraint = reject_marked_user(pg, prefix, "replay_reject")
     try:
         users = [f"user-{i}" for i in range(300)]
         users[17] = users[211] = "db-says-no"

@@ -651,13 +651,19 @@ def test_consumer_health_asks_the_consumer_group() -> None:
     assert build_parser().parse_args(["consumer"]).group == CONSUMER_GROUP
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+@pytest.mark.skipif(
+    shutil.which("unshare") is None,
+    reason="waits for util-linux's unshare (apt-get install util-linux) to cut the network",
+)
 def test_validation_needs_no_network() -> None:
     """Run the validator in a namespace without any network interface."""
     tool = Path(sys.executable).parent / "check-jsonschema"
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
-        pytest.skip("unshare -n is not permitted here")
+        pytest.skip(
+            "waits for permission to create a network namespace (`unshare -n`: run as root,"
+            " or enable unprivileged user namespaces); the offline schema check needs one"
+        )
     result = subprocess.run(
         ["unshare", "-n", str(tool), "--builtin-schema", "vendor.compose-spec", str(KAFKA_FILE)],
         capture_output=True,
