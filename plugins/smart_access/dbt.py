@@ -240,6 +240,7 @@ def run_dbt_build(
     target_path: str | Path | None = None,
     persist: bool = True,
     lock_wait_seconds: float | None = None,
+    unit_tests: bool = False,
 ) -> DbtBuildResult:
     """Run one `dbt build` and record its results in ops.dbt_runs / ops.dbt_node_results.
 
@@ -255,6 +256,9 @@ def run_dbt_build(
     target: profiles.yml target (default $DBT_TARGET, else "stack").
     env: environment for dbt and the recorder (default os.environ).
     target_path: where dbt writes artifacts (default dbt_project/target).
+    unit_tests: also run the project's dbt unit tests. Off for the cycle: they test
+      the models' SQL on fixtures, not the data, so they belong to CI (`make test`
+      runs them), and they cost about a second of every 15-minute build.
     Raises DbtError when dbt could not run at all; otherwise returns the summary,
     with success False when a model or test failed.
     """
@@ -269,7 +273,13 @@ def run_dbt_build(
         ) as lock_conn:
             window = watermarks.open_window(lock_conn, full_refresh=full_refresh)
             result, artifact = _build_once(
-                select, full_refresh, {**window.dbt_vars(), **dict(vars or {})}, target, env, path
+                select,
+                full_refresh,
+                {**window.dbt_vars(), **dict(vars or {})},
+                target,
+                env,
+                path,
+                unit_tests=unit_tests,
             )
             if result.success and not select:
                 watermarks.commit_window(lock_conn, window, result.invocation_id)
@@ -309,11 +319,15 @@ def _build_once(
     target: str | None,
     env: Mapping[str, str] | None,
     path: Path,
+    *,
+    unit_tests: bool,
 ) -> tuple[DbtBuildResult, dict[str, Any]]:
     args = ["build"]
     if select:
         selection = [select] if isinstance(select, str) else list(select)
         args += ["--select", *selection]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     if full_refresh:
         args.append("--full-refresh")
     if variables:

@@ -263,7 +263,8 @@ def phase1(warehouse):
     ledger, conn = warehouse["ledger"], warehouse["conn"]
     fleet = _phase1(ledger)
     ledger.flush(conn)
-    result = build(warehouse["env"], warehouse["target"], REF1.isoformat())
+    # CI runs the project's dbt unit tests here; the 15-minute cycle leaves them out
+    result = build(warehouse["env"], warehouse["target"], REF1.isoformat(), unit_tests=True)
     return fleet, result
 
 
@@ -288,6 +289,14 @@ def phase2(warehouse, phase1):
     ledger.flush(conn)
     result = build(warehouse["env"], warehouse["target"], REF2.isoformat())
     return before, result, before_alert
+
+
+def test_the_unit_tests_run_in_ci_and_not_in_the_cycle(phase1, phase2) -> None:
+    unit = [n for n in phase1[1].nodes if n.resource_type == "unit_test"]
+    assert len(unit) >= 5 and all(n.status == "pass" for n in unit), unit
+    cycle = phase2[1]
+    assert not [n for n in cycle.nodes if n.resource_type == "unit_test"]
+    assert [n for n in cycle.nodes if n.resource_type == "test"]
 
 
 def test_full_build_matches_recomputation(warehouse, phase1) -> None:
