@@ -291,14 +291,6 @@ def phase2(warehouse, phase1):
     return before, result, before_alert
 
 
-def test_the_unit_tests_run_in_ci_and_not_in_the_cycle(phase1, phase2) -> None:
-    unit = [n for n in phase1[1].nodes if n.resource_type == "unit_test"]
-    assert len(unit) >= 5 and all(n.status == "pass" for n in unit), unit
-    cycle = phase2[1]
-    assert not [n for n in cycle.nodes if n.resource_type == "unit_test"]
-    assert [n for n in cycle.nodes if n.resource_type == "test"]
-
-
 def test_full_build_matches_recomputation(warehouse, phase1) -> None:
     ledger, conn = warehouse["ledger"], warehouse["conn"]
     assert len(ledger.events) > len({e["event_id"] for e in ledger.events})  # duplicates landed
@@ -556,3 +548,12 @@ def test_v0_events_and_a_registry_tombstone(warehouse, phase2) -> None:
         removed_at = PHASE2 + timedelta(minutes=3)
         assert last[:4] == ("retired", removed_at, None, True) and last[4] is not None
         assert earlier[-1][2] == removed_at and earlier[-1][0] == "active"
+
+
+# Last in the module: phase2 must not run before the phase-1 comparisons.
+def test_the_unit_tests_run_in_ci_and_not_in_the_cycle(phase1, phase2) -> None:
+    unit = [n for n in phase1[1].nodes if n.resource_type == "unit_test"]
+    assert len(unit) >= 5 and all(n.status == "pass" for n in unit), unit
+    cycle = phase2[1]
+    assert not [n for n in cycle.nodes if n.resource_type == "unit_test"]
+    assert [n for n in cycle.nodes if n.resource_type == "test"]
