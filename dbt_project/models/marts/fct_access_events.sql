@@ -5,6 +5,7 @@
         unique_key=['event_id', 'event_at'],
         full_refresh=false,
         on_schema_change='ignore',
+        post_hook="{{ analyze_appended_partitions() }}",
     )
 }}
 -- Partitioned by event day (UTC), append-only: the table, its partitions' layout and
