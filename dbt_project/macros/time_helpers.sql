@@ -1,3 +1,18 @@
+{# A value the build runner sets for each build (smart_access.watermarks: the stamps,
+   the commit-safe window, the data watermark). A --vars value of the same name wins
+   (tests, replays, unit-test overrides); otherwise the runner's, which it passes in
+   the environment (SMART_ACCESS_BUILD_WINDOW, JSON) rather than as --vars: values
+   that change every build would make dbt re-parse the whole project every build
+   (a second and more of each 15-minute cycle). Read only while executing, never
+   while parsing, so partial parsing does not see it change. #}
+{% macro build_var(name, default='') -%}
+    {%- set value = var(name, none) -%}
+    {%- if value in (none, '', {}) and execute -%}
+        {%- set value = fromjson(env_var('SMART_ACCESS_BUILD_WINDOW', '{}')).get(name) -%}
+    {%- endif -%}
+    {{ return(default if value in (none, '', {}) else value) }}
+{%- endmacro %}
+
 {# "Now" for the rules that depend on it (door left open, offline, 24 h rates): the
    data watermark, never the wall clock, so a lagging consumer delays alerts instead
    of inventing them. The var `reference_at` pins it (tests, replays); otherwise
@@ -6,7 +21,7 @@
    landed (a partition an hour behind the newest is idle and left out); run by hand,
    dbt reads the same from ops. #}
 {% macro reference_at() -%}
-    {%- set pinned = var('reference_at', '') or var('data_watermark_at', '') -%}
+    {%- set pinned = var('reference_at', '') or build_var('data_watermark_at', '') -%}
     {%- if pinned -%}
         cast('{{ pinned }}' as timestamptz)
     {%- else -%}
@@ -28,8 +43,8 @@
    `lower=false` (full refresh) only the upper bound applies. dbt run by hand (without
    the runner's vars) reads from the stored watermark to the current safe bound. #}
 {% macro ingested_window(source_name, column, lower=true) -%}
-    {%- set after = var('ingested_after', {}).get(source_name) -%}
-    {%- set through = var('ingested_through', {}).get(source_name) -%}
+    {%- set after = build_var('ingested_after', {}).get(source_name) -%}
+    {%- set through = build_var('ingested_through', {}).get(source_name) -%}
     {%- if lower -%}
         {%- if after -%}
             {{ column }} > cast('{{ after }}' as timestamptz)
@@ -52,7 +67,7 @@
    transformed_at is later than its stamp): what an incremental model has to fold
    in. Read from the runner's var, else from ops - never a max() over a big table. #}
 {% macro written_since_previous_build(column) -%}
-    {%- set previous = var('previous_transformed_at', '') -%}
+    {%- set previous = build_var('previous_transformed_at', '') -%}
     {%- if previous -%}
         {{ column }} > cast('{{ previous }}' as timestamptz)
     {%- else -%}
@@ -81,7 +96,7 @@
    under the transform lock, so stamps only grow), else dbt's start. Downstream
    incremental models pick up "rows written since the previous build" with it. #}
 {% macro run_started_at_ts() -%}
-    cast('{{ var('transformed_at', '') or run_started_at.isoformat() }}' as timestamptz)
+    cast('{{ build_var('transformed_at', '') or run_started_at.isoformat() }}' as timestamptz)
 {%- endmacro %}
 
 {# Minutes as a PostgreSQL interval literal from a dbt var. #}

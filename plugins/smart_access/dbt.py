@@ -53,6 +53,7 @@ DEFAULT_DBT_USER = "smart_access_transformer"
 DEFAULT_DBT_PASSWORD = "transformer"  # noqa: S105 - embedded stack's documented local default
 
 LOCK_WAIT_VARIABLE = "SMART_ACCESS_TRANSFORM_LOCK_WAIT_SECONDS"
+BUILD_WINDOW_VARIABLE = "SMART_ACCESS_BUILD_WINDOW"
 DEFAULT_LOCK_WAIT_SECONDS = "600"
 _HINT = " (dbt_project/profiles.yml reads PGHOST, PGPORT, PGDATABASE, DBT_USER, DBT_PASSWORD)"
 _PERIOD_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -272,12 +273,19 @@ def run_dbt_build(
             dbt_connection_params(env), wait_seconds=lock_wait_seconds
         ) as lock_conn:
             window = watermarks.open_window(lock_conn, full_refresh=full_refresh)
+            # The window goes in the environment, not --vars: see build_var in
+            # dbt_project/macros/time_helpers.sql (vars that change every build
+            # cost a full re-parse of the project every build).
+            build_env = {
+                **(os.environ if env is None else env),
+                BUILD_WINDOW_VARIABLE: json.dumps(window.dbt_vars(), default=str),
+            }
             result, artifact = _build_once(
                 select,
                 full_refresh,
-                {**window.dbt_vars(), **dict(vars or {})},
+                dict(vars or {}),
                 target,
-                env,
+                build_env,
                 path,
                 unit_tests=unit_tests,
             )

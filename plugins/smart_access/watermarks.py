@@ -167,6 +167,9 @@ def transform_lock(
 def open_window(conn: psycopg2.extensions.connection, *, full_refresh: bool = False) -> BuildWindow:
     """The rows this build may read and its stamps (call while holding the lock)."""
     with conn.cursor() as cur:
+        # The slices below are read by raw's BRIN indexes: summarise what landed
+        # since the last build first, or they read every unsummarised range.
+        cur.execute("select ops.summarize_raw_brin_ranges()")
         cur.execute(
             "select source_table, ingested_through, build_transformed_at"
             " from ops.transform_watermarks"
