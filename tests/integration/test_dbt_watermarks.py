@@ -224,6 +224,23 @@ def test_consumer_lag_of_20_minutes_raises_no_false_alert(warehouse, overlapped)
     assert sum(kind == "offline" for kind, _ in false_alerts) >= len(fleet) - 1
 
 
+def test_the_next_build_reuses_the_parsed_project(warehouse, overlapped) -> None:
+    """Each build has new stamps and a new window; none of it may force a full parse."""
+    log = warehouse["target"].parent / "logs" / "dbt.log"
+    first = run_dbt_build(env=warehouse["env"], target_path=warehouse["target"])
+    assert first.success, first.failed_nodes
+    seen = log.stat().st_size
+    second = run_dbt_build(env=warehouse["env"], target_path=warehouse["target"])
+    assert second.success, second.failed_nodes
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(seen)
+        lines = handle.read().splitlines()
+    parsing = [line for line in lines if "partial pars" in line.lower()]
+    assert parsing, lines[:20]
+    assert not [line for line in parsing if "unable to do partial parsing" in line.lower()], parsing
+    assert second.started_at > first.finished_at
+
+
 def test_a_resend_beyond_the_dedupe_horizon_keeps_the_first_copy(warehouse, overlapped) -> None:
     ledger, conn = warehouse["ledger"], warehouse["conn"]
     original = ledger.events[0]
