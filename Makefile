@@ -95,8 +95,8 @@ lint: setup ## ruff and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
 
-transform: setup ## run one dbt build (models, tests) under the transform lock against the configured PostgreSQL; results land in ops.dbt_*
-	@PYTHONPATH=$(CURDIR)/plugins:$(CURDIR) $(PY) -m smart_access.transform $(if $(SELECT),--select $(SELECT)) $(if $(FULL_REFRESH),--full-refresh)
+transform: setup ## run one dbt build (models, data tests; UNIT_TESTS=1 adds dbt's unit tests) under the transform lock; results land in ops.dbt_*
+	@PYTHONPATH=$(CURDIR)/plugins:$(CURDIR) $(PY) -m smart_access.transform $(if $(SELECT),--select $(SELECT)) $(if $(FULL_REFRESH),--full-refresh) $(if $(UNIT_TESTS),--unit-tests)
 
 psql: ## open psql on smart_access as the read-only analyst role
 	@PGHOST=$${PGHOST:-127.0.0.1} PGPORT=$${PGPORT:-5432} PGDATABASE=$${PGDATABASE:-smart_access} \

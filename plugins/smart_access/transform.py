@@ -3,6 +3,7 @@
     python -m smart_access.transform                 # build everything
     python -m smart_access.transform --select marts  # part of the graph
     python -m smart_access.transform --full-refresh
+    python -m smart_access.transform --unit-tests    # also dbt's unit tests (CI runs them)
     python -m smart_access.transform --freshness     # dbt source freshness
 
 Exit status 0 when everything passed, 1 when a model or test failed (or a source is
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vars", type=_parse_vars, help="dbt vars as a JSON object")
     parser.add_argument("--target", help="profiles.yml target (default $DBT_TARGET or stack)")
     parser.add_argument("--freshness", action="store_true", help="run dbt source freshness")
+    parser.add_argument(
+        "--unit-tests",
+        action="store_true",
+        help="also run dbt's unit tests (left out of the 15-minute cycle; make test runs them)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             full_refresh=args.full_refresh,
             vars=args.vars,
             target=args.target,
+            unit_tests=args.unit_tests,
         )
     except DbtError as exc:
         print(f"error: {exc}", file=sys.stderr)

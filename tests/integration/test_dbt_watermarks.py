@@ -268,3 +268,21 @@ def test_a_resend_beyond_the_dedupe_horizon_keeps_the_first_copy(warehouse, over
         )
         assert cur.fetchall() == [(original["kafka_partition"], original["kafka_offset"])]
     assert staged == 2  # within a zero-day horizon neither copy sees the other
+
+
+# Last in the module: a selected build writes without moving the watermarks.
+def test_make_transform_runs_the_unit_tests_on_request(warehouse, monkeypatch, capsys) -> None:
+    from smart_access import transform
+
+    for name in ("PGHOST", "PGPORT", "PGDATABASE", "DBT_USER", "DBT_PASSWORD", "DBT_TARGET"):
+        monkeypatch.setenv(name, warehouse["env"][name])
+    assert transform.main(["--select", "int_door_sessions", "--unit-tests"]) == 0
+    shown = capsys.readouterr().out
+    with warehouse["conn"], warehouse["conn"].cursor() as cur:
+        cur.execute(
+            "select count(*) from ops.dbt_node_results where resource_type = 'unit_test'"
+            " and invocation_id = (select invocation_id from ops.dbt_runs"
+            " order by started_at desc limit 1)"
+        )
+        unit_tests = cur.fetchone()[0]
+    assert unit_tests >= 1 and "dbt build OK" in shown, shown
