@@ -146,6 +146,33 @@ def test_a_build_reads_only_the_summarised_ranges_of_its_window(pg, pg_conn) -> 
     assert 0 < read < max(200, table_pages // 10), (read, table_pages)
 
 
+def test_a_warehouse_built_before_gets_the_door_sessions_stamp_index(pg_conn) -> None:
+    migration = next(f for f in migration_files() if f.name.startswith("0055_"))
+    with pg_conn.cursor() as cur:  # rolled back by the fixture
+        cur.execute("select to_regclass('intermediate.int_door_sessions')")
+        assert cur.fetchone()[0] is None  # the session's database has no dbt build
+        cur.execute(
+            "create table intermediate.int_door_sessions (opened_at timestamptz,"
+            " transformed_at timestamptz)"
+        )
+        cur.execute(
+            "create index on intermediate.int_door_sessions using brin (transformed_at)"
+        )
+        cur.execute(migration.read_text())
+        cur.execute(
+            """
+            select methods.amname, pg_get_indexdef(indexes.indexrelid)
+            from pg_index as indexes
+            join pg_class as index_class on index_class.oid = indexes.indexrelid
+            join pg_am as methods on methods.oid = index_class.relam
+            where indexes.indrelid = 'intermediate.int_door_sessions'::regclass
+            """
+        )
+        indexes = cur.fetchall()
+    assert [kind for kind, _ in indexes] == ["btree"], indexes
+    assert "(transformed_at)" in indexes[0][1]
+
+
 @pytest.mark.parametrize("role", ["smart_access_transformer", "smart_access_analyst"])
 def test_the_warehouse_roles_plan_without_jit(pg, role) -> None:
     conn = psycopg2.connect(pg.dsn(user=role))

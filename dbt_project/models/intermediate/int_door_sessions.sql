@@ -7,7 +7,7 @@
         indexes=[
             {'columns': ['opened_at', 'session_id'], 'unique': True},
             {'columns': ['device_id', 'opened_at']},
-            {'columns': ['transformed_at'], 'type': 'brin'},
+            {'columns': ['transformed_at']},
         ],
     )
 }}
