@@ -108,3 +108,36 @@
 {% macro days_var(name) -%}
     interval '{{ var(name) | int }} days'
 {%- endmacro %}
+
+{# dbt's where-subquery for data tests, with the build's cut-offs filled in when the
+   test is compiled. A test's `where` config is rendered when dbt parses, before the
+   build's values exist, so the YAML names them with placeholders:
+     __previous_build_stamp__  the previous successful build's stamp (rows written
+                               since: transformed_at > ...);
+     __previous_ingested_through__  how far the previous build read raw.access_events.
+   Each becomes a literal from the runner's window (build_var), so the planner can use
+   the stamp's b-tree with a true estimate; by hand, a subquery on ops; with the var
+   `data_test_since`, that time (e.g. "-infinity" for the whole history). #}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if not where -%}
+        {{ return(relation) }}
+    {%- endif -%}
+    {%- set since = var('data_test_since', '') -%}
+    {%- set stamp = build_var('previous_transformed_at', '') -%}
+    {%- set through = build_var('ingested_after', {}).get('access_events') -%}
+    {%- set where = where
+        | replace('__previous_build_stamp__',
+            "cast('" ~ (since or stamp) ~ "' as timestamptz)" if (since or stamp) else
+            "(select coalesce(max(marks.build_transformed_at), timestamptz '-infinity')"
+            ~ " from ops.transform_watermarks as marks)")
+        | replace('__previous_ingested_through__',
+            "cast('" ~ (since or through) ~ "' as timestamptz)" if (since or through) else
+            "(select coalesce(max(marks.ingested_through), timestamptz '-infinity')"
+            ~ " from ops.transform_watermarks as marks"
+            ~ " where marks.source_table = 'raw.access_events')") -%}
+    {%- set filtered -%}
+        (select * from {{ relation }} where {{ where }}) dbt_subquery
+    {%- endset -%}
+    {{ return(filtered) }}
+{%- endmacro %}
