@@ -230,6 +230,9 @@ def test_the_next_build_reuses_the_parsed_project(warehouse, overlapped) -> None
     first = run_dbt_build(env=warehouse["env"], target_path=warehouse["target"])
     assert first.success, first.failed_nodes
     seen = log.stat().st_size
+    with warehouse["conn"], warehouse["conn"].cursor() as cur:
+        cur.execute("select max(build_transformed_at) from ops.transform_watermarks")
+        previous = cur.fetchone()[0]
     second = run_dbt_build(env=warehouse["env"], target_path=warehouse["target"])
     assert second.success, second.failed_nodes
     with log.open(encoding="utf-8", errors="replace") as handle:
@@ -239,6 +242,10 @@ def test_the_next_build_reuses_the_parsed_project(warehouse, overlapped) -> None
     assert parsing, lines[:20]
     assert not [line for line in parsing if "unable to do partial parsing" in line.lower()], parsing
     assert second.started_at > first.finished_at
+    # ... and its data tests got the previous build's stamp as a literal when compiled
+    compiled = next(warehouse["target"].glob("compiled/**/not_null_int_door_sessions_session_id.sql"))
+    sql = " ".join(compiled.read_text().split())
+    assert f"transformed_at > cast('{previous.isoformat()}' as timestamptz)" in sql, sql
 
 
 def test_a_resend_beyond_the_dedupe_horizon_keeps_the_first_copy(warehouse, overlapped) -> None:
