@@ -38,23 +38,41 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# How far the previous successful build read raw.<source_name>, and its stamp: the
+   runner's values as literals (build_var), else - dbt run by hand - read from ops. #}
+{% macro previous_ingested_through(source_name) -%}
+    {%- set after = build_var('ingested_after', {}).get(source_name) -%}
+    {%- if after -%}
+        cast('{{ after }}' as timestamptz)
+    {%- else -%}
+        (
+            select coalesce(max(marks.ingested_through), timestamptz '-infinity')
+            from ops.transform_watermarks as marks
+            where marks.source_table = 'raw.{{ source_name }}'
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro previous_build_stamp() -%}
+    {%- set previous = build_var('previous_transformed_at', '') -%}
+    {%- if previous -%}
+        cast('{{ previous }}' as timestamptz)
+    {%- else -%}
+        (
+            select coalesce(max(marks.build_transformed_at), timestamptz '-infinity')
+            from ops.transform_watermarks as marks
+        )
+    {%- endif -%}
+{%- endmacro %}
+
 {# The commit-safe slice of a raw source this build reads: rows landed after the
    watermark and at most at the new bound (see smart_access.watermarks). With
    `lower=false` (full refresh) only the upper bound applies. dbt run by hand (without
-   the runner's vars) reads from the stored watermark to the current safe bound. #}
+   the runner's values) reads from the stored watermark to the current safe bound. #}
 {% macro ingested_window(source_name, column, lower=true) -%}
-    {%- set after = build_var('ingested_after', {}).get(source_name) -%}
     {%- set through = build_var('ingested_through', {}).get(source_name) -%}
     {%- if lower -%}
-        {%- if after -%}
-            {{ column }} > cast('{{ after }}' as timestamptz)
-        {%- else -%}
-            {{ column }} > (
-                select coalesce(max(marks.ingested_through), timestamptz '-infinity')
-                from ops.transform_watermarks as marks
-                where marks.source_table = 'raw.{{ source_name }}'
-            )
-        {%- endif %}
+        {{ column }} > {{ previous_ingested_through(source_name) }}
         and {% endif -%}
     {%- if through -%}
         {{ column }} <= cast('{{ through }}' as timestamptz)
@@ -65,17 +83,9 @@
 
 {# Rows an upstream model wrote since the previous successful build (their
    transformed_at is later than its stamp): what an incremental model has to fold
-   in. Read from the runner's var, else from ops - never a max() over a big table. #}
+   in. Never a max() over a big table. #}
 {% macro written_since_previous_build(column) -%}
-    {%- set previous = build_var('previous_transformed_at', '') -%}
-    {%- if previous -%}
-        {{ column }} > cast('{{ previous }}' as timestamptz)
-    {%- else -%}
-        {{ column }} > (
-            select coalesce(max(marks.build_transformed_at), timestamptz '-infinity')
-            from ops.transform_watermarks as marks
-        )
-    {%- endif -%}
+    {{ column }} > {{ previous_build_stamp() }}
 {%- endmacro %}
 
 {# Start of the 15-minute window holding `column` (UTC, aligned to the hour):
@@ -124,18 +134,11 @@
         {{ return(relation) }}
     {%- endif -%}
     {%- set since = var('data_test_since', '') -%}
-    {%- set stamp = build_var('previous_transformed_at', '') -%}
-    {%- set through = build_var('ingested_after', {}).get('access_events') -%}
+    {%- set since_literal = "cast('" ~ since ~ "' as timestamptz)" -%}
     {%- set where = where
-        | replace('__previous_build_stamp__',
-            "cast('" ~ (since or stamp) ~ "' as timestamptz)" if (since or stamp) else
-            "(select coalesce(max(marks.build_transformed_at), timestamptz '-infinity')"
-            ~ " from ops.transform_watermarks as marks)")
+        | replace('__previous_build_stamp__', since_literal if since else previous_build_stamp())
         | replace('__previous_ingested_through__',
-            "cast('" ~ (since or through) ~ "' as timestamptz)" if (since or through) else
-            "(select coalesce(max(marks.ingested_through), timestamptz '-infinity')"
-            ~ " from ops.transform_watermarks as marks"
-            ~ " where marks.source_table = 'raw.access_events')") -%}
+            since_literal if since else previous_ingested_through('access_events')) -%}
     {%- set filtered -%}
         (select * from {{ relation }} where {{ where }}) dbt_subquery
     {%- endset -%}
