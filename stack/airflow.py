@@ -41,10 +41,12 @@ from stack.config import (
 __all__ = [
     "ENV_FILE",
     "KAFKA_CONN_ID",
+    "METADATA_ROLE",
     "POSTGRES_CONN_ID",
     "TASK_ROLE",
     "airflow_env",
     "credentials",
+    "ensure_metadata_role",
     "head_revision",
     "metadata_revision",
     "migrate_metadata",
@@ -61,6 +63,9 @@ KAFKA_CONN_ID = "smart_access_kafka"
 # Airflow tasks read raw, run dbt and write the pipeline's ops records: the
 # transformer role may do exactly that (migration 0030 grants the ops tables).
 TASK_ROLE = "smart_access_transformer"
+# Airflow's metadata database belongs to a role of its own, not the superuser: an
+# Airflow process (and a task it runs) can reach its own tables and nothing else.
+METADATA_ROLE = "smart_access_airflow"
 
 _DEFAULT_USER = "airflow"
 _DEFAULT_PASSWORD = "airflow"  # noqa: S105 - documented local default, see .env.airflow
@@ -78,6 +83,7 @@ COMPOSE_ONLY = frozenset(
         "SMART_ACCESS_LOADER_PASSWORD",
         "SMART_ACCESS_TRANSFORMER_PASSWORD",
         "SMART_ACCESS_ANALYST_PASSWORD",
+        "AIRFLOW_METADATA_PASSWORD",
     }
 )
 
@@ -123,6 +129,10 @@ def _passwords_path(config: StackConfig) -> Path:
     return config.airflow_home / "simple_auth_manager_passwords.json"
 
 
+def _metadata_password_path(config: StackConfig) -> Path:
+    return config.airflow_home / "metadata-password"
+
+
 def prepare(config: StackConfig, env: dict[str, str]) -> None:
     """Write AIRFLOW_HOME's files: generated secrets (once) and the login's password.
 
@@ -138,6 +148,10 @@ def prepare(config: StackConfig, env: dict[str, str]) -> None:
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         }
         write_private(path, json.dumps(values))
+    metadata = _metadata_password_path(config)
+    wanted = env.get("AIRFLOW_METADATA_PASSWORD")
+    if wanted or not metadata.exists():
+        write_private(metadata, wanted or secrets.token_urlsafe(32))
     user, password = credentials(env)
     passwords = _passwords_path(config)
     write_private(passwords, json.dumps({user: password}))
@@ -148,13 +162,20 @@ def _stack_secrets(config: StackConfig) -> dict[str, str]:
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
+def metadata_password(config: StackConfig) -> str:
+    path = _metadata_password_path(config)
+    if not path.exists():
+        raise StackError(f"{path} is missing; run `make up` (it generates the password)")
+    return path.read_text().strip()
+
+
 def metadata_url(config: StackConfig) -> str:
     from sqlalchemy.engine import URL
 
     return URL.create(
         "postgresql+psycopg2",
-        username=config.admin_user,
-        password=config.admin_password,
+        username=METADATA_ROLE,
+        password=metadata_password(config),
         host=config.pg_host,
         port=config.pg_port,
         database=AIRFLOW_DATABASE,
@@ -267,8 +288,77 @@ def metadata_revision(config: StackConfig) -> str | None:
         conn.close()
 
 
+# Objects in the metadata database that are not the role's yet: a stack whose
+# metadata was created by the superuser (before it had a role of its own) is handed
+# over on the next `make up`. A sequence owned by a table follows its table.
+_HAND_OVER = """
+do $hand_over$
+declare
+    item record;
+begin
+    for item in
+        select format('alter %s %s owner to %I',
+                      case c.relkind when 'S' then 'sequence' when 'v' then 'view'
+                                     when 'm' then 'materialized view' else 'table' end,
+                      c.oid::regclass, current_setting('smart_access.metadata_role')) as sql
+        from pg_class as c
+        join pg_namespace as n on n.oid = c.relnamespace
+        where n.nspname = 'public'
+          and c.relkind in ('r', 'p', 'v', 'm', 'S')
+          and c.relowner <> current_setting('smart_access.metadata_role')::regrole
+          and not exists (
+              select 1 from pg_depend as d
+              where d.objid = c.oid and d.classid = 'pg_class'::regclass
+                and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
+          )
+        union all
+        select format('alter type %s owner to %I', t.oid::regtype,
+                      current_setting('smart_access.metadata_role'))
+        from pg_type as t
+        join pg_namespace as n on n.oid = t.typnamespace
+        where n.nspname = 'public' and t.typtype in ('e', 'd')
+          and t.typowner <> current_setting('smart_access.metadata_role')::regrole
+    loop
+        execute item.sql;
+    end loop;
+end;
+$hand_over$
+"""
+
+
+def ensure_metadata_role(config: StackConfig) -> None:
+    """Airflow's metadata database, owned by its own login role (created or updated
+    with the stack's password), its schema and every object in it the role's, and
+    closed to every other role."""
+    password = metadata_password(config)
+    conn = psycopg2.connect(config.admin_dsn("postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_roles where rolname = %s", (METADATA_ROLE,))
+            verb = "alter" if cur.fetchone() else "create"
+            cur.execute(f'{verb} role "{METADATA_ROLE}" login password %s', (password,))
+            cur.execute(f'alter database "{AIRFLOW_DATABASE}" owner to "{METADATA_ROLE}"')
+            cur.execute(f'revoke all on database "{AIRFLOW_DATABASE}" from public')
+    finally:
+        conn.close()
+    conn = psycopg2.connect(config.admin_dsn(AIRFLOW_DATABASE))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'alter schema public owner to "{METADATA_ROLE}"')
+            cur.execute(
+                "select set_config('smart_access.metadata_role', %s, false)", (METADATA_ROLE,)
+            )
+            cur.execute(_HAND_OVER)
+    finally:
+        conn.close()
+
+
 def migrate_metadata(config: StackConfig, env: dict[str, str]) -> bool:
-    """Run `airflow db migrate` when the metadata is behind; True when it ran."""
+    """Hand the metadata database to its role, then run `airflow db migrate` when the
+    metadata is behind; True when it ran."""
+    ensure_metadata_role(config)
     if metadata_revision(config) == head_revision():
         return False
     log = config.log_dir / "airflow-db-migrate.log"

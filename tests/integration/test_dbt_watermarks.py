@@ -243,7 +243,9 @@ def test_the_next_build_reuses_the_parsed_project(warehouse, overlapped) -> None
     assert not [line for line in parsing if "unable to do partial parsing" in line.lower()], parsing
     assert second.started_at > first.finished_at
     # ... and its data tests got the previous build's stamp as a literal when compiled
-    compiled = next(warehouse["target"].glob("compiled/**/not_null_int_door_sessions_session_id.sql"))
+    compiled = next(
+        warehouse["target"].glob("compiled/**/not_null_int_door_sessions_session_id.sql")
+    )
     sql = " ".join(compiled.read_text().split())
     assert f"transformed_at > cast('{previous.isoformat()}' as timestamptz)" in sql, sql
 

@@ -155,9 +155,7 @@ def test_a_warehouse_built_before_gets_the_door_sessions_stamp_index(pg_conn) ->
             "create table intermediate.int_door_sessions (opened_at timestamptz,"
             " transformed_at timestamptz)"
         )
-        cur.execute(
-            "create index on intermediate.int_door_sessions using brin (transformed_at)"
-        )
+        cur.execute("create index on intermediate.int_door_sessions using brin (transformed_at)")
         cur.execute(migration.read_text())
         cur.execute(
             """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from stack.airflow import METADATA_ROLE
 from stack.config import AIRFLOW_DATABASE, DATABASE, DEFAULT_ROLE_PASSWORDS, StackConfig
 from stack.kafka import server_properties
 from streaming.topics import CONSUMER_GROUP, TOPICS
@@ -282,8 +284,10 @@ def test_airflow_file_interpolates_with_the_env_file() -> None:
     scheduler = environment(services(AIRFLOW_FILE)["airflow-scheduler"])
     secret = interpolate(scheduler["AIRFLOW__API_AUTH__JWT_SECRET"], env)
     assert secret == env["AIRFLOW_JWT_SECRET"]
-    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
-        interpolate(AIRFLOW_FILE.read_text(), {})
+    for needed in ("POSTGRES_PASSWORD", "AIRFLOW_METADATA_PASSWORD"):
+        without = {k: v for k, v in env.items() if k != needed}
+        with pytest.raises(KeyError, match=f"{needed}: set {needed} in .env.airflow"):
+            interpolate(AIRFLOW_FILE.read_text(), without)
 
 
 def test_no_host_port_clashes_across_both_files() -> None:
@@ -486,18 +490,25 @@ def test_databases_and_roles_are_the_embedded_stacks() -> None:
     airflow = services(AIRFLOW_FILE)
     postgres = environment(airflow["postgres"])
     assert postgres["POSTGRES_DB"] == DATABASE == "smart_access"
-    init_sql = (ROOT / "deploy" / "postgres-init").glob("*.sql")
-    assert any(
-        re.search(rf"^create database {AIRFLOW_DATABASE};", p.read_text(), re.M | re.I)
-        for p in init_sql
-    )
+    init_scripts = sorted((ROOT / "deploy" / "postgres-init").glob("*.sh"))
+    assert init_scripts and all(os.access(p, os.X_OK) for p in init_scripts)
+    init = "\n".join(p.read_text() for p in init_scripts)
+    assert re.search(
+        rf"^create database {AIRFLOW_DATABASE} owner {METADATA_ROLE};", init, re.M | re.I
+    ), init
+    assert re.search(rf"^create role {METADATA_ROLE} login password :'password';", init, re.M)
+    assert "AIRFLOW_METADATA_PASSWORD" in environment(airflow["postgres"])
     metadata = urlsplit(
         interpolate(
             environment(airflow["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
             env_values(),
         )
     )
-    assert (metadata.hostname, metadata.path) == ("postgres", f"/{AIRFLOW_DATABASE}")
+    assert (metadata.username, metadata.hostname, metadata.path) == (
+        METADATA_ROLE,
+        "postgres",
+        f"/{AIRFLOW_DATABASE}",
+    )
     roles = {
         (KAFKA_FILE, "consumer"): "smart_access_loader",
         (AIRFLOW_FILE, "airflow-scheduler"): "smart_access_transformer",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from supervisor.datatypes import dict_of_key_value_pairs
@@ -49,7 +51,17 @@ def test_airflow_environment(tmp_path: Path) -> None:
     env = airflow.airflow_env(cfg, {"SMART_ACCESS_LAG_FAIL_MESSAGES": "7"})
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__CORE__PARALLELISM"] == "4"
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@127.0.0.1:6543/airflow")
+    metadata = urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    # Airflow's metadata connects as its own role with a generated password, never
+    # as the superuser; the password file is the owner's only.
+    assert (metadata.username, metadata.hostname, metadata.port, metadata.path) == (
+        "smart_access_airflow",
+        "127.0.0.1",
+        6543,
+        "/airflow",
+    )
+    assert len(unquote(metadata.password or "")) >= 32
+    assert os.stat(cfg.airflow_home / "metadata-password").st_mode & 0o777 == 0o600
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "airflow:admin"
