@@ -16,6 +16,7 @@ from streaming.settings import KafkaSettings, PostgresSettings
 
 __all__ = [
     "ANALYST_ROLE",
+    "PROMETHEUS_GRAPHS",
     "PROMETHEUS_URL",
     "QUERY_TTL_SECONDS",
     "REFRESH_SECONDS",
@@ -41,6 +42,33 @@ KAFKA_REFRESH_SECONDS = _seconds("KAFKA_UI_REFRESH_SECONDS", 15)
 PROMETHEUS_URL = os.environ.get(
     "PROMETHEUS_URL", f"http://127.0.0.1:{os.environ.get('PROMETHEUS_PORT', '9090')}"
 ).rstrip("/")
+# The Pipeline health page links each to a graph in that Prometheus (an e2e test runs
+# every expression against the stack's Prometheus).
+PROMETHEUS_GRAPHS = (
+    ("consumer lag", "sum by (topic) (smart_access_consumer_lag_records)"),
+    ("rows landed per second", "sum by (topic) (rate(smart_access_records_landed_total[5m]))"),
+    ("dead letters per second", "sum by (kind) (rate(smart_access_dead_letters_total[5m]))"),
+    (
+        "end-to-end latency p99",
+        "histogram_quantile(0.99, rate(smart_access_end_to_end_latency_seconds_bucket[5m]))",
+    ),
+    ("consumer restarts", "changes(process_start_time_seconds{job='consumer'}[1h])"),
+    ("raw freshness (s)", "time() - smart_access_ingest_last_batch_timestamp_seconds"),
+    (
+        "Kafka messages in per second",
+        "sum by (topic) (rate(kafka_server_brokertopicmetrics_messagesin_total{topic!=''}[5m]))",
+    ),
+    (
+        "DAG run duration (s)",
+        "airflow_dagrun_duration_success_sum / airflow_dagrun_duration_success_count",
+    ),
+    ("PostgreSQL connections", "sum by (datname) (pg_stat_database_numbackends)"),
+    (
+        "disk free",
+        "node_filesystem_avail_bytes{fstype!~'tmpfs|ramfs'}"
+        " / node_filesystem_size_bytes{fstype!~'tmpfs|ramfs'}",
+    ),
+)
 
 
 def postgres_settings() -> PostgresSettings:

@@ -83,6 +83,7 @@ COMPOSE_ONLY = frozenset(
         "SMART_ACCESS_LOADER_PASSWORD",
         "SMART_ACCESS_TRANSFORMER_PASSWORD",
         "SMART_ACCESS_ANALYST_PASSWORD",
+        "SMART_ACCESS_MONITOR_PASSWORD",
         "AIRFLOW_METADATA_PASSWORD",
     }
 )
@@ -237,6 +238,19 @@ def airflow_env(config: StackConfig, env: dict[str, str]) -> dict[str, str]:
             **connection_env(config),
         }
     )
+    if config.prometheus_enabled:
+        # StatsD to the stack's exporter, tags InfluxDB-style so dag_id, task_id and
+        # state become Prometheus labels; the per-DAG legacy names would duplicate them.
+        values.update(
+            {
+                "AIRFLOW__METRICS__STATSD_ON": "True",
+                "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+                "AIRFLOW__METRICS__STATSD_PORT": str(config.statsd_port),
+                "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+                "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+                "AIRFLOW__METRICS__LEGACY_NAMES_ON": "False",
+            }
+        )
     # Knobs the pipeline reads that a user may set in their shell.
     values.update({k: v for k, v in env.items() if k.startswith("SMART_ACCESS_")})
     values.pop("SMART_ACCESS_STACK_DIR", None)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stack import airflow, kafka, postgres, prometheus
+from stack import airflow, exporters, kafka, postgres, prometheus
 from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError, write_private
 from stack.migrate import apply_migrations
 from stack.services import Service, services, supervisord_conf
@@ -87,6 +87,9 @@ _PORT_VARIABLE = {
     "simulator": "SIMULATOR_METRICS_PORT",
     "prometheus": "PROMETHEUS_PORT",
     "alertmanager": "ALERTMANAGER_PORT",
+    "postgres-exporter": "POSTGRES_EXPORTER_PORT",
+    "node-exporter": "NODE_EXPORTER_PORT",
+    "statsd-exporter": "STATSD_EXPORTER_PORT",
 }
 
 
@@ -170,6 +173,13 @@ def cmd_up(config: StackConfig) -> None:
     if config.prometheus_enabled:
         _step("Prometheus", lambda: prometheus.ensure_binary())
         _step("Alertmanager", lambda: prometheus.ensure_binary("prometheus-alertmanager"))
+        _step(
+            "PostgreSQL exporter",
+            lambda: prometheus.ensure_binary("prometheus-postgres-exporter"),
+        )
+        _step("node exporter", lambda: prometheus.ensure_binary("prometheus-node-exporter"))
+        if config.airflow_enabled:
+            _step("StatsD exporter", exporters.ensure_statsd_exporter)
         prometheus.prepare(config, os.environ.get("SMART_ACCESS_ALERT_WEBHOOK_URL") or None)
     entries = services(config)
     _check_ports(entries, info)

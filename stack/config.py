@@ -20,6 +20,7 @@ DEFAULT_ROLE_PASSWORDS = {
     "smart_access_loader": "loader",
     "smart_access_transformer": "transformer",
     "smart_access_analyst": "analyst",
+    "smart_access_monitor": "monitor",
 }
 
 DATABASE = "smart_access"
@@ -83,6 +84,13 @@ class StackConfig:
     prometheus_port: int = 9090
     alertmanager_port: int = 9095
     prometheus_enabled: bool = True
+    # exporters (every one on 127.0.0.1): Kafka's JMX agent, PostgreSQL, the host's
+    # filesystems, and Airflow's StatsD (UDP in, Prometheus out)
+    kafka_metrics_port: int = 9404
+    postgres_exporter_port: int = 9187
+    node_exporter_port: int = 9100
+    statsd_port: int = 9125
+    statsd_exporter_port: int = 9102
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -116,6 +124,11 @@ class StackConfig:
             prometheus_port=_port(env, "PROMETHEUS_PORT", 9090),
             alertmanager_port=_port(env, "ALERTMANAGER_PORT", 9095),
             prometheus_enabled=_flag(env, "SMART_ACCESS_PROMETHEUS", default=True),
+            kafka_metrics_port=_port(env, "KAFKA_METRICS_PORT", 9404),
+            postgres_exporter_port=_port(env, "POSTGRES_EXPORTER_PORT", 9187),
+            node_exporter_port=_port(env, "NODE_EXPORTER_PORT", 9100),
+            statsd_port=_port(env, "AIRFLOW_STATSD_PORT", 9125),
+            statsd_exporter_port=_port(env, "STATSD_EXPORTER_PORT", 9102),
         )
 
     # --- folders -------------------------------------------------------------
@@ -138,6 +151,11 @@ class StackConfig:
     @property
     def log_dir(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where one-shot jobs (redrive, replay) leave their last run's metrics."""
+        return self.root / "metrics"
 
     @property
     def run_dir(self) -> Path:

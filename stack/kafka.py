@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 
 POM = REPO_ROOT / "stack" / "kafka-jars" / "pom.xml"
 LIBS = REPO_ROOT / "stack" / "kafka-jars" / "target" / "libs"
+# Prometheus' JMX exporter, attached to the broker as a java agent (not on its class path)
+JMX_AGENT = LIBS.parent / "agents" / "jmx_prometheus_javaagent.jar"
+JMX_CONFIG = REPO_ROOT / "stack" / "prometheus" / "kafka_jmx.yml"
 # Sized for a 2-core, 24 GiB machine that also runs PostgreSQL, Airflow and dbt.
 HEAP_OPTS = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
 
@@ -35,8 +38,9 @@ logger.broker.level = info
 
 
 def ensure_jars() -> Path:
-    """Fetch the broker's jars with Maven once; later calls are a directory check."""
-    if (LIBS / ".complete").exists():
+    """Fetch the broker's jars and the JMX agent with Maven once; later calls are a
+    file check."""
+    if (LIBS / ".complete").exists() and JMX_AGENT.exists():
         return LIBS
     for tool in ("java", "mvn"):
         if not shutil.which(tool):
@@ -47,7 +51,7 @@ def ensure_jars() -> Path:
             )
     logger.info("fetching Apache Kafka jars from Maven Central (first run only)")
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies"],
+        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", "dependency:copy"],
         capture_output=True,
         text=True,
         check=False,
@@ -136,8 +140,14 @@ def java_base(kafka_dir: Path) -> list[str]:
     ]
 
 
-def server_command(kafka_dir: Path) -> list[str]:
-    return [*java_base(kafka_dir), "kafka.Kafka", str(kafka_dir / "server.properties")]
+def server_command(kafka_dir: Path, metrics_port: int | None = None) -> list[str]:
+    """The broker; with `metrics_port`, Prometheus' JMX agent serves its metrics on
+    127.0.0.1:metrics_port (config: stack/prometheus/kafka_jmx.yml)."""
+    agent: list[str] = []
+    if metrics_port is not None:
+        agent = [f"-javaagent:{JMX_AGENT}=127.0.0.1:{metrics_port}:{JMX_CONFIG}"]
+    base = java_base(kafka_dir)
+    return [base[0], *agent, *base[1:], "kafka.Kafka", str(kafka_dir / "server.properties")]
 
 
 def wait_ready(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from stack import airflow, kafka, postgres, prometheus
+from stack import airflow, exporters, kafka, postgres, prometheus
 from stack.config import REPO_ROOT, StackConfig
 
 
@@ -55,7 +55,10 @@ def services(config: StackConfig) -> list[Service]:
             Service(
                 name="kafka",
                 description="Apache Kafka (KRaft)",
-                command=kafka.server_command(config.kafka_dir),
+                command=kafka.server_command(
+                    config.kafka_dir,
+                    config.kafka_metrics_port if config.prometheus_enabled else None,
+                ),
                 port=config.kafka_port,
                 stage="infra",
                 stopwaitsecs=60,
@@ -128,6 +131,45 @@ def services(config: StackConfig) -> list[Service]:
                 ),
                 port=config.alertmanager_port,
                 stopwaitsecs=30,
+            )
+        )
+        found += exporter_services(config)
+    return found
+
+
+def exporter_services(config: StackConfig) -> list[Service]:
+    """PostgreSQL's, the filesystems' and (with Airflow) StatsD's exporters; Kafka's
+    is the broker's java agent. `make up` installs the binaries before it starts."""
+    found = [
+        Service(
+            name="postgres-exporter",
+            description="Prometheus exporter for PostgreSQL (as smart_access_monitor)",
+            command=exporters.postgres_exporter_command(
+                prometheus.find_binary("prometheus-postgres-exporter")
+                or "/usr/bin/prometheus-postgres-exporter",
+                config,
+            ),
+            port=config.postgres_exporter_port,
+            env=exporters.postgres_exporter_env(config),
+        ),
+        Service(
+            name="node-exporter",
+            description="Prometheus exporter for the host's filesystems",
+            command=exporters.node_exporter_command(
+                prometheus.find_binary("prometheus-node-exporter")
+                or "/usr/bin/prometheus-node-exporter",
+                config,
+            ),
+            port=config.node_exporter_port,
+        ),
+    ]
+    if config.airflow_enabled:
+        found.append(
+            Service(
+                name="statsd-exporter",
+                description="Airflow's StatsD metrics for Prometheus",
+                command=exporters.statsd_exporter_command(config),
+                port=config.statsd_exporter_port,
             )
         )
     return found

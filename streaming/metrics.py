@@ -1,4 +1,6 @@
-"""Prometheus metrics of the consumer, served on 127.0.0.1 (`--metrics-port`).
+"""Prometheus metrics of the consumer, served on 127.0.0.1 (`--metrics-port`), and
+of the one-shot jobs (redrive, replay), written where the node exporter's textfile
+collector reads them (`write_job_metrics`).
 
 Each consumer keeps its own registry (several can run in one process, as the tests
 do), with the process collector for CPU, memory and `process_start_time_seconds`
@@ -8,8 +10,10 @@ Prometheus' conventions: counters end in `_total`, durations are seconds.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -18,9 +22,16 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     start_http_server,
+    write_to_textfile,
 )
 
-__all__ = ["ConsumerMetrics", "SimulatorMetrics"]
+__all__ = [
+    "ConsumerMetrics",
+    "JobFigures",
+    "SimulatorMetrics",
+    "job_metrics_dir",
+    "write_job_metrics",
+]
 
 _SIZES = (1, 10, 100, 500, 1_000, 5_000, 10_000, 20_000, 50_000)
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -158,3 +169,51 @@ class SimulatorMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
+
+
+# --- one-shot jobs -------------------------------------------------------------------
+
+# A job's figures: metric name (after smart_access_<job>_) -> help, label names and
+# the rows (label values, value) of its last run.
+JobFigures = Mapping[str, tuple[str, tuple[str, ...], Iterable[tuple[tuple[str, ...], float]]]]
+
+
+def job_metrics_dir() -> Path | None:
+    """Where jobs write their metrics: SMART_ACCESS_METRICS_DIR, else the embedded
+    stack's `metrics` folder when it exists (the node exporter reads it), else none."""
+    configured = os.environ.get("SMART_ACCESS_METRICS_DIR")
+    if configured:
+        return Path(configured)
+    stack = os.environ.get("SMART_ACCESS_STACK_DIR") or str(
+        Path(__file__).resolve().parent.parent / ".stack"
+    )
+    folder = Path(stack) / "metrics"
+    return folder if folder.is_dir() else None
+
+
+def write_job_metrics(
+    job: str, figures: JobFigures, *, started: float, folder: Path | None
+) -> Path | None:
+    """Write the last run of `job` as `<folder>/smart_access_<job>.prom` (atomically:
+    a scrape never sees half a file). Callers skip dry runs: they change nothing."""
+    if folder is None:
+        return None
+    registry = CollectorRegistry()
+    prefix = f"smart_access_{job}"
+    Gauge(
+        f"{prefix}_last_run_timestamp_seconds", f"When {job} last finished", registry=registry
+    ).set(time.time())
+    Gauge(
+        f"{prefix}_last_run_duration_seconds", f"Seconds {job}'s last run took", registry=registry
+    ).set(time.time() - started)
+    for name, (description, labels, rows) in figures.items():
+        gauge = Gauge(f"{prefix}_{name}", description, list(labels), registry=registry)
+        if not labels:
+            gauge.set(sum(value for _labels, value in rows))
+            continue
+        for values, value in rows:
+            gauge.labels(*values).set(value)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}.prom"
+    write_to_textfile(str(path), registry)
+    return path

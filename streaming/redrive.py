@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
 from streaming.consumer import absorb_record
 from streaming.contracts import Validator
+from streaming.metrics import JobFigures, job_metrics_dir, write_job_metrics
 from streaming.settings import PostgresSettings
 from streaming.sink import Batch, PostgresSink, Record, failures
 from streaming.topics import DATA_TOPICS
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: bad settings in the environment: {exc}\n")
         return 2
     tty = sys.stderr.isatty()
+    started = time.time()
 
     def progress(outcome: Outcome) -> None:
         if tty:
@@ -220,7 +223,34 @@ def main(argv: list[str] | None = None) -> int:
     if tty:
         sys.stderr.write("\n")
     print(_summary(outcome, args.dry_run))
+    if not args.dry_run:
+        _write_metrics(outcome, started)
     return 0
+
+
+def _write_metrics(outcome: Outcome, started: float) -> None:
+    """The last run's figures for Prometheus (node exporter's textfile collector)."""
+    figures: JobFigures = {
+        "dead_letters_seen": (
+            "Dead letters re-validated by the last run",
+            (),
+            [((), outcome.seen)],
+        ),
+        "landed": (
+            "Dead letters the last run landed (or would land), by their old kind",
+            ("kind",),
+            [((kind,), n) for kind, n in outcome.landed.items()],
+        ),
+        "still_invalid": (
+            "Dead letters still refused by the last run, by old and new kind",
+            ("kind", "new_kind"),
+            [((kind, new), n) for (kind, new), n in outcome.still_invalid.items()],
+        ),
+    }
+    try:
+        write_job_metrics("redrive", figures, started=started, folder=job_metrics_dir())
+    except OSError as exc:
+        sys.stderr.write(f"warning: metrics not written ({exc}); set SMART_ACCESS_METRICS_DIR\n")
 
 
 if __name__ == "__main__":

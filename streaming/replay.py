@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
+from streaming.metrics import JobFigures, job_metrics_dir, write_job_metrics
 from streaming.settings import KafkaSettings, PostgresSettings
 from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES, topic_ids
 
@@ -297,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: bad settings in the environment: {exc}\n")
         return 2
     topics = [args.topic_prefix + t for t in (args.topic or DATA_TOPICS)]
+    started = time.time()
     try:
         # librdkafka's own notices (log_level 3: errors only) would clutter the one-line errors
         admin = AdminClient({**kafka.client_config(), "log_level": 3})
@@ -310,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if not args.dry_run:
                 accept(dsn, args.group, plan)
+                _write_metrics("accept_new_log", len(plan), 0, started)
             _print_accept(plan, args.dry_run, args.group)
             return 0
         stored = stored_positions(dsn, args.group)
@@ -330,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         stored_text = "-" if m.stored is None else str(m.stored)
         again = (m.stored - m.target) if m.rewinds and m.stored is not None else 0
         print(f"{m.topic:<40} {m.partition:>4} {stored_text:>10} {m.target:>12} {again:>9}")
+    if not args.dry_run:
+        records = sum(m.stored - m.target for m in moves if m.rewinds and m.stored is not None)
+        _write_metrics("replay", moved, records, started)
     verb = "would rewind" if args.dry_run else "rewound"
     print(
         f"{verb} {sum(m.rewinds for m in moves) if args.dry_run else moved} partition(s) "
@@ -341,6 +348,26 @@ def main(argv: list[str] | None = None) -> int:
             "may remain for older offsets"
         )
     return 0
+
+
+def _write_metrics(mode: str, partitions: int, records: int, started: float) -> None:
+    """The last run's figures for Prometheus (node exporter's textfile collector)."""
+    figures: JobFigures = {
+        "partitions_moved": (
+            "Partitions whose stored position the last run moved, by what it did",
+            ("mode",),
+            [((mode,), partitions)],
+        ),
+        "records_to_reread": (
+            "Records the consumer reads again after the last run's rewind",
+            ("mode",),
+            [((mode,), records)],
+        ),
+    }
+    try:
+        write_job_metrics("replay", figures, started=started, folder=job_metrics_dir())
+    except OSError as exc:
+        sys.stderr.write(f"warning: metrics not written ({exc}); set SMART_ACCESS_METRICS_DIR\n")
 
 
 if __name__ == "__main__":

@@ -10,25 +10,13 @@ import streamlit as st
 
 from analytics import queries as q
 from analytics.db import run
-from analytics.settings import PROMETHEUS_URL, REFRESH_SECONDS
+from analytics.settings import PROMETHEUS_GRAPHS, PROMETHEUS_URL, REFRESH_SECONDS
 from analytics.ui import TIME_ZONE, as_int, line_chart, lookback_select, ready
 
 st.title("Pipeline health")
 st.caption(f"From the `ops` tables and the dead letters; times in {TIME_ZONE}.")
 
 label, lookback, _ = lookback_select("pipeline_range", default="last 6 hours")
-
-
-PROMETHEUS_GRAPHS = (
-    ("consumer lag", "sum by (topic) (smart_access_consumer_lag_records)"),
-    ("rows landed per second", "sum by (topic) (rate(smart_access_records_landed_total[5m]))"),
-    ("dead letters per second", "sum by (kind) (rate(smart_access_dead_letters_total[5m]))"),
-    (
-        "end-to-end latency p99",
-        "histogram_quantile(0.99, rate(smart_access_end_to_end_latency_seconds_bucket[5m]))",
-    ),
-    ("consumer restarts", "changes(process_start_time_seconds{job='consumer'}[1h])"),
-)
 
 
 def prometheus_graph(expr: str) -> str:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
@@ -56,6 +57,11 @@ def stack_env() -> Iterator[dict[str, str]]:
         SIMULATOR_METRICS_PORT=str(free_port()),
         PROMETHEUS_PORT=str(free_port()),
         ALERTMANAGER_PORT=str(free_port()),
+        KAFKA_METRICS_PORT=str(free_port()),
+        POSTGRES_EXPORTER_PORT=str(free_port()),
+        NODE_EXPORTER_PORT=str(free_port()),
+        AIRFLOW_STATSD_PORT=str(free_port()),
+        STATSD_EXPORTER_PORT=str(free_port()),
     )
     up = _make("up", env)
     try:
@@ -236,6 +242,46 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
         assert cur.fetchone()[0] >= v0_facts
 
 
+def _prometheus(env: dict[str, str], query: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{env['PROMETHEUS_PORT']}/api/v1/query?" + urllib.parse.urlencode(
+        {"query": query}
+    )
+    with urllib.request.urlopen(url, timeout=10) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", (query, answer)
+    return list(answer["data"]["result"])
+
+
+def test_prometheus_scrapes_every_target_and_the_pipeline_page_graphs_have_data(
+    stack_env: dict[str, str],
+) -> None:
+    """After the green run above: every exporter is up, the platform's own figures
+    say what just happened, and each graph the Pipeline page links to has a series."""
+    from analytics.settings import PROMETHEUS_GRAPHS
+
+    expected = {"prometheus", "consumer", "simulator", "kafka", "postgres", "node", "airflow"}
+    deadline = time.monotonic() + 120
+    missing: list[str] = ["(not asked yet)"]
+    while time.monotonic() < deadline and missing:
+        up = {r["metric"]["job"]: r["value"][1] for r in _prometheus(stack_env, "up")}
+        missing = [job for job in sorted(expected) if up.get(job) != "1"]
+        missing += [label for label, expr in PROMETHEUS_GRAPHS if not _prometheus(stack_env, expr)]
+        success = _prometheus(stack_env, "smart_access_pipeline_last_success_timestamp_seconds")
+        if not success or float(success[0]["value"][1]) <= 0:
+            missing.append("the DAG's last success")
+        runs = _prometheus(stack_env, f'airflow_dagrun_duration_success_count{{dag_id="{DAG_ID}"}}')
+        if not runs:
+            missing.append("Airflow's run duration of the DAG")
+        time.sleep(3)
+    assert missing == [], f"no data for: {missing}"
+    landed = _prometheus(stack_env, "time() - smart_access_ingest_last_batch_timestamp_seconds")
+    assert 0 <= float(landed[0]["value"][1]) < 120  # the simulator keeps landing rows
+    beats = _prometheus(stack_env, "increase(airflow_scheduler_heartbeat[1m])")
+    assert beats and float(beats[0]["value"][1]) > 0
+    leaders = _prometheus(stack_env, "kafka_server_replicamanager_leadercount")
+    assert leaders and float(leaders[0]["value"][1]) >= 4  # the platform's topics at least
+
+
 def _listening_sockets() -> dict[int, list[tuple[str, int]]]:
     """Socket inode -> (local address, port) of every TCP socket in LISTEN state."""
     found: dict[int, list[tuple[str, int]]] = {}
@@ -255,6 +301,18 @@ def _listening_sockets() -> dict[int, list[tuple[str, int]]]:
                 else:
                     text = ":".join(words[i : i + 2].hex() for i in range(0, 16, 2))
                 found.setdefault(int(fields[9]), []).append((text, int(port, 16)))
+    return found
+
+
+def _bound_udp(port: int) -> list[str]:
+    """Local addresses of the IPv4 UDP sockets bound to `port`."""
+    found = []
+    with open("/proc/net/udp") as handle:
+        next(handle)
+        for line in handle:
+            address, bound = line.split()[1].split(":")
+            if int(bound, 16) == port:
+                found.append(".".join(str(b) for b in bytes.fromhex(address)[::-1]))
     return found
 
 
@@ -305,19 +363,26 @@ def test_every_listener_is_loopback_and_secret_files_are_owner_only(
     assert int(stack_env["AIRFLOW_PORT"]) in ports and int(stack_env["PGPORT"]) in ports
     wide = [entry for entry in listeners if not entry[1].startswith(LOOPBACK)]
     assert wide == [], f"listening beyond loopback (pid, address, port): {wide}"
+    # the one UDP listener, Airflow's StatsD into the exporter, is loopback too
+    statsd = _bound_udp(int(stack_env["AIRFLOW_STATSD_PORT"]))
+    assert statsd and all(address.startswith(LOOPBACK) for address in statsd), statsd
 
     secrets = [os.path.join(root, "supervisord.conf")]
     for folder, _dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(folder, name)
-            if name.endswith(".json") and "airflow" in folder:
+            if "airflow" in folder and (
+                name.endswith(".json") or "password" in name or "secret" in name
+            ):
                 secrets.append(path)
     loose = []
     for path in secrets:
         mode = os.stat(path).st_mode & 0o777
         with open(path, errors="replace") as handle:
             holds_secret = any(w in handle.read() for w in ("PASSWORD", "SECRET", "FERNET", '":'))
+        holds_secret = holds_secret or "password" in os.path.basename(path)
         if holds_secret and mode & 0o077:
             loose.append((path, oct(mode)))
     assert os.path.join(root, "supervisord.conf") in secrets
+    assert os.path.join(root, "airflow", "metadata-password") in secrets
     assert loose == [], f"secret files readable beyond their owner: {loose}"

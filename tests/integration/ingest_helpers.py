@@ -238,3 +238,15 @@ def consumer_process(
         stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+def job_metrics(folder: Path, job: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of a one-shot job's metrics file, parsed as Prometheus would."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (folder / f"smart_access_{job}.prom").read_text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -14,6 +15,7 @@ from ingest_helpers import (
     REPO,
     assert_exactly_once,
     counts,
+    job_metrics,
     new_prefix,
     produce,
     query,
@@ -27,12 +29,20 @@ from streaming.simulator import Simulator, SimulatorConfig
 from streaming.topics import DLQ, EVENTS
 
 
-def replay(kafka: EphemeralKafka, pg: EphemeralPostgres, prefix: str, *args: str):
+def replay(
+    kafka: EphemeralKafka,
+    pg: EphemeralPostgres,
+    prefix: str,
+    *args: str,
+    metrics: Path | None = None,
+):
     env = {
         **os.environ,
         **pg.env(user=LOADER),
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "PYTHONPATH": str(REPO),
+        # never the developer's own stack's metrics folder
+        "SMART_ACCESS_METRICS_DIR": str(metrics or REPO / "tests" / "artifacts" / "metrics"),
     }
     return subprocess.run(
         [
@@ -83,7 +93,7 @@ def consume_until_caught_up(kafka, pg, prefix, ends) -> None:
 
 
 def test_replay_is_idempotent_and_refuses_a_running_consumer(
-    kafka: EphemeralKafka, pg: EphemeralPostgres
+    kafka: EphemeralKafka, pg: EphemeralPostgres, tmp_path: Path
 ) -> None:
     prefix = new_prefix(kafka)
     sim = Simulator(SimulatorConfig(households=5, rate=1000, invalid_ratio=0.05, seed=3))
@@ -127,9 +137,14 @@ def test_replay_is_idempotent_and_refuses_a_running_consumer(
     assert positions(pg, prefix) == ends
 
     for _ in range(2):  # twice: replaying a replay changes nothing either
-        done = replay(kafka, pg, prefix, "--from-beginning")
+        done = replay(kafka, pg, prefix, "--from-beginning", metrics=tmp_path)
         assert done.returncode == 0, done.stderr
         assert "rewound" in done.stdout
+        # the last run's figures, for the node exporter's textfile collector
+        figures = job_metrics(tmp_path, "replay")
+        mode = (("mode", "replay"),)
+        assert figures[("smart_access_replay_partitions_moved", mode)] == len(ends)
+        assert figures[("smart_access_replay_records_to_reread", mode)] == sum(ends.values())
         assert all(o == 0 for o in positions(pg, prefix).values())
         consume_until_caught_up(kafka, pg, prefix, ends)
         assert counts(pg, prefix) == before

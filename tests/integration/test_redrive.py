@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ingest_helpers import (
     LOADER,
     REPO,
     counts,
+    job_metrics,
     new_prefix,
     produce,
     query,
@@ -60,8 +62,10 @@ def land_before_v0(kafka: EphemeralKafka, pg: EphemeralPostgres, records: list) 
     return prefix
 
 
-def redrive(pg: EphemeralPostgres, *args: str, **popen: Any) -> Any:
+def redrive(pg: EphemeralPostgres, *args: str, metrics: Path | None = None, **popen: Any) -> Any:
     env = {**os.environ, **pg.env(user=LOADER), "PYTHONPATH": str(REPO)}
+    # never the developer's own stack's metrics folder
+    env["SMART_ACCESS_METRICS_DIR"] = str(metrics or REPO / "tests" / "artifacts" / "metrics")
     command = [sys.executable, "-m", "streaming.redrive", *args]
     if popen:
         return subprocess.Popen(command, cwd=REPO, env=env, **popen)
@@ -71,21 +75,40 @@ def redrive(pg: EphemeralPostgres, *args: str, **popen: Any) -> Any:
 
 
 def test_dead_letters_from_before_v0_land_once_v0_exists(
-    kafka: EphemeralKafka, pg: EphemeralPostgres
+    kafka: EphemeralKafka, pg: EphemeralPostgres, tmp_path: Path
 ) -> None:
     records = [(EVENTS, str(n % 50).encode(), guide_event(n)) for n in range(40)]
     records += [(HEALTH, b"7", b"{not json")] * 3
     prefix = land_before_v0(kafka, pg, records)
     assert counts(pg, prefix)["access_events"] == 0
 
-    dry = redrive(pg, "--topic-prefix", prefix, "--dry-run")
+    dry = redrive(pg, "--topic-prefix", prefix, "--dry-run", metrics=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert "would land 40" in dry.stdout
     assert counts(pg, prefix)["access_events"] == 0  # a dry run changes nothing
+    assert list(tmp_path.iterdir()) == []  # nor the last run's metrics
 
-    done = redrive(pg, "--topic-prefix", prefix, "--kind", "invalid_format", "--kind", "not_json")
+    done = redrive(
+        pg,
+        "--topic-prefix",
+        prefix,
+        "--kind",
+        "invalid_format",
+        "--kind",
+        "not_json",
+        metrics=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "landed 40" in done.stdout and "now not_json" in done.stdout
+    # the last run's figures, for the node exporter's textfile collector
+    figures = job_metrics(tmp_path, "redrive")
+    assert figures[("smart_access_redrive_dead_letters_seen", ())] == 43
+    landed = {k: v for k, v in figures.items() if k[0] == "smart_access_redrive_landed"}
+    assert sum(landed.values()) == 40 and all(dict(k[1]).get("kind") for k in landed)
+    still = {k: v for k, v in figures.items() if k[0] == "smart_access_redrive_still_invalid"}
+    assert list(still.values()) == [3]
+    assert dict(next(iter(still))[1])["new_kind"] == "not_json"
+    assert figures[("smart_access_redrive_last_run_timestamp_seconds", ())] > time.time() - 300
     rows = query(
         pg,
         "select e.kafka_partition, e.kafka_offset, e.source_event_id, d.redriven_to "

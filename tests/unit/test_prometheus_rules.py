@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import yaml
+
 from stack import prometheus
 
 
@@ -16,8 +18,20 @@ def test_alert_rules_are_valid_and_fire_as_specified() -> None:
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 6 rules found" in check.stdout
+    rules = yaml.safe_load(prometheus.RULES.read_text())
+    names = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
+    assert f"SUCCESS: {len(names)} rules found" in check.stdout
     tests = prometheus.RULES.with_name("alerts_test.yml")
+    # every rule has a case where it fires and one where it must not
+    cases = [
+        case
+        for test in yaml.safe_load(tests.read_text())["tests"]
+        for case in test["alert_rule_test"]
+    ]
+    fires = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    assert set(names) - fires == set(), "rules with no test that they fire"
+    assert set(names) - quiet == set(), "rules with no test that they stay quiet"
     result = subprocess.run(
         [promtool, "test", "rules", str(tests)], capture_output=True, text=True, check=False
     )
