@@ -163,11 +163,10 @@ def _stack_secrets(config: StackConfig) -> dict[str, str]:
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
-def metadata_password(config: StackConfig) -> str:
+def metadata_password(config: StackConfig) -> str | None:
+    """The metadata role's password, once `prepare` has generated it."""
     path = _metadata_password_path(config)
-    if not path.exists():
-        raise StackError(f"{path} is missing; run `make up` (it generates the password)")
-    return path.read_text().strip()
+    return path.read_text().strip() if path.exists() else None
 
 
 def metadata_url(config: StackConfig) -> str:
@@ -345,6 +344,10 @@ def ensure_metadata_role(config: StackConfig) -> None:
     with the stack's password), its schema and every object in it the role's, and
     closed to every other role."""
     password = metadata_password(config)
+    if password is None:
+        raise StackError(
+            f"{_metadata_password_path(config)} is missing; run `make up` (it generates it)"
+        )
     conn = psycopg2.connect(config.admin_dsn("postgres"))
     conn.autocommit = True
     try:

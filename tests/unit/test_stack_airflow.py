@@ -99,6 +99,9 @@ def test_four_airflow_services_survive_supervisord_quoting(tmp_path: Path) -> No
         "kafka-ui",
         "prometheus",
         "alertmanager",
+        "postgres-exporter",
+        "node-exporter",
+        "statsd-exporter",
     ]
     assert entries[0].port == 18080 and entries[0].command[-1] == "api-server"
     conf = supervisord_conf(cfg, entries)
@@ -124,7 +127,9 @@ def test_airflow_can_be_left_out(tmp_path: Path) -> None:
         "kafka-ui",
         "prometheus",
         "alertmanager",
-    ]
+        "postgres-exporter",
+        "node-exporter",
+    ]  # no StatsD exporter without Airflow
     with pytest.raises(StackError, match="SMART_ACCESS_AIRFLOW"):
         config(tmp_path, SMART_ACCESS_AIRFLOW="maybe")
     with pytest.raises(StackError, match="AIRFLOW_PORT"):
