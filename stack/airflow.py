@@ -46,12 +46,17 @@ __all__ = [
     "TASK_ROLE",
     "airflow_env",
     "credentials",
+    "ensure_logins",
     "ensure_metadata_role",
+    "fab_head_revision",
     "head_revision",
+    "logins",
+    "logins_current",
     "metadata_revision",
     "migrate_metadata",
     "prepare",
     "read_env_file",
+    "viewer_credentials",
     "wait_healthy",
 ]
 
@@ -69,6 +74,8 @@ METADATA_ROLE = "smart_access_airflow"
 
 _DEFAULT_USER = "airflow"
 _DEFAULT_PASSWORD = "airflow"  # noqa: S105 - documented local default, see .env.airflow
+_DEFAULT_VIEWER = "viewer"
+_DEFAULT_VIEWER_PASSWORD = "viewer"  # noqa: S105 - documented local default, see .env.airflow
 
 
 # Lines of .env.airflow that only docker compose reads: the embedded stack generates
@@ -115,6 +122,7 @@ def _settings(env: dict[str, str]) -> dict[str, str]:
 
 
 def credentials(env: dict[str, str]) -> tuple[str, str]:
+    """The admin login."""
     values = _settings(env)
     return (
         values.get("_AIRFLOW_WWW_USER_USERNAME") or _DEFAULT_USER,
@@ -122,12 +130,32 @@ def credentials(env: dict[str, str]) -> tuple[str, str]:
     )
 
 
+def viewer_credentials(env: dict[str, str]) -> tuple[str, str]:
+    """The read-only login (FAB's Viewer role: sees DAGs, runs and logs, changes nothing)."""
+    values = _settings(env)
+    return (
+        values.get("_AIRFLOW_VIEWER_USERNAME") or _DEFAULT_VIEWER,
+        values.get("_AIRFLOW_VIEWER_PASSWORD") or _DEFAULT_VIEWER_PASSWORD,
+    )
+
+
+def logins(env: dict[str, str]) -> list[dict[str, str]]:
+    """Every login of the embedded Airflow, with its FAB role."""
+    admin, admin_password = credentials(env)
+    viewer, viewer_password = viewer_credentials(env)
+    if admin == viewer:
+        raise StackError(
+            f"_AIRFLOW_WWW_USER_USERNAME and _AIRFLOW_VIEWER_USERNAME are both {admin!r}; "
+            "give the read-only login another name in .env.airflow"
+        )
+    return [
+        {"username": admin, "password": admin_password, "role": "Admin"},
+        {"username": viewer, "password": viewer_password, "role": "Viewer"},
+    ]
+
+
 def _secrets_path(config: StackConfig) -> Path:
     return config.airflow_home / "stack-secrets.json"
-
-
-def _passwords_path(config: StackConfig) -> Path:
-    return config.airflow_home / "simple_auth_manager_passwords.json"
 
 
 def _metadata_password_path(config: StackConfig) -> Path:
@@ -135,7 +163,8 @@ def _metadata_password_path(config: StackConfig) -> Path:
 
 
 def prepare(config: StackConfig, env: dict[str, str]) -> None:
-    """Write AIRFLOW_HOME's files: generated secrets (once) and the login's password.
+    """Write AIRFLOW_HOME's files: generated secrets (once) and the metadata role's
+    password.
 
     The JWT secret, API secret key and Fernet key are generated once per stack and
     kept in it (mode 0600), so tokens and encrypted values survive a down/up.
@@ -153,9 +182,8 @@ def prepare(config: StackConfig, env: dict[str, str]) -> None:
     wanted = env.get("AIRFLOW_METADATA_PASSWORD")
     if wanted or not metadata.exists():
         write_private(metadata, wanted or secrets.token_urlsafe(32))
-    user, password = credentials(env)
-    passwords = _passwords_path(config)
-    write_private(passwords, json.dumps({user: password}))
+    # no longer used: the simple auth manager's password file of earlier stacks
+    (config.airflow_home / "simple_auth_manager_passwords.json").unlink(missing_ok=True)
 
 
 def _stack_secrets(config: StackConfig) -> dict[str, str]:
@@ -203,11 +231,10 @@ def connection_env(config: StackConfig) -> dict[str, str]:
 
 def airflow_env(config: StackConfig, env: dict[str, str]) -> dict[str, str]:
     """The environment of every Airflow process (and of `airflow db migrate`)."""
-    user, _ = credentials(env)
     values = {
         k: v
         for k, v in _settings(env).items()
-        if not k.startswith("_AIRFLOW_WWW_") and k not in COMPOSE_ONLY
+        if not k.startswith(("_AIRFLOW_WWW_", "_AIRFLOW_VIEWER_")) and k not in COMPOSE_ONLY
     }
     values.update(_stack_secrets(config))
     values.update(
@@ -224,8 +251,6 @@ def airflow_env(config: StackConfig, env: dict[str, str]) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(config.airflow_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{config.airflow_port}",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_passwords_path(config)),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(config.log_dir / "airflow"),
             # A crash in a C extension leaves a Python traceback in the task log.
             "PYTHONFAULTHANDLER": "1",
@@ -262,12 +287,24 @@ _REVISION = re.compile(r"^revision\s*(?::\s*str)?\s*=\s*['\"]([0-9a-z]+)['\"]", 
 _DOWN = re.compile(r"^down_revision\s*(?::[^=]+)?=\s*(.+)$", re.M)
 
 
-def head_revision() -> str:
-    """The alembic head of the installed Airflow, read from its migration files."""
+def _airflow_package() -> Path:
     spec = importlib.util.find_spec("airflow")
     if spec is None or not spec.submodule_search_locations:
         raise StackError("apache-airflow is not installed; run `make setup`")
-    versions = Path(next(iter(spec.submodule_search_locations))) / "migrations" / "versions"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def head_revision() -> str:
+    """The alembic head of the installed Airflow, read from its migration files."""
+    return _head(_airflow_package() / "migrations" / "versions")
+
+
+def fab_head_revision() -> str:
+    """The alembic head of the FAB auth manager's tables (ab_user, ab_role, ...)."""
+    return _head(_airflow_package() / "providers" / "fab" / "migrations" / "versions")
+
+
+def _head(versions: Path) -> str:
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in versions.glob("*.py"):
@@ -285,16 +322,17 @@ def head_revision() -> str:
     return heads.pop()
 
 
-def metadata_revision(config: StackConfig) -> str | None:
-    """The metadata database's alembic revision, or None before the first migration."""
+def metadata_revision(config: StackConfig, table: str = "alembic_version") -> str | None:
+    """The metadata database's alembic revision (`alembic_version_fab`: the FAB
+    tables'), or None before the first migration."""
     conn = psycopg2.connect(config.admin_dsn(AIRFLOW_DATABASE))
     try:
         with conn.cursor() as cur:
-            cur.execute("select to_regclass('public.alembic_version') is not null")
+            cur.execute("select to_regclass(%s) is not null", (f"public.{table}",))
             row = cur.fetchone()
             if not row or not row[0]:
                 return None
-            cur.execute("select version_num from alembic_version")
+            cur.execute(f"select version_num from {table}")
             found = cur.fetchone()
             return str(found[0]) if found else None
     finally:
@@ -376,7 +414,9 @@ def migrate_metadata(config: StackConfig, env: dict[str, str]) -> bool:
     """Hand the metadata database to its role, then run `airflow db migrate` when the
     metadata is behind; True when it ran."""
     ensure_metadata_role(config)
-    if metadata_revision(config) == head_revision():
+    if metadata_revision(config) == head_revision() and (
+        metadata_revision(config, "alembic_version_fab") == fab_head_revision()
+    ):
         return False
     log = config.log_dir / "airflow-db-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -392,6 +432,66 @@ def migrate_metadata(config: StackConfig, env: dict[str, str]) -> bool:
         )
     if result.returncode != 0:
         raise StackError(f"airflow db migrate failed (exit {result.returncode}); see {log}")
+    return True
+
+
+_LOGINS_SQL = """
+select u.username, u.password, u.active, array_agg(r.name order by r.name)
+from ab_user as u
+left join ab_user_role as ur on ur.user_id = u.id
+left join ab_role as r on r.id = ur.role_id
+group by u.username, u.password, u.active
+"""
+
+
+def logins_current(config: StackConfig, env: dict[str, str]) -> bool:
+    """Whether every login exists, active, with its one role and its password."""
+    from werkzeug.security import check_password_hash
+
+    conn = psycopg2.connect(config.admin_dsn(AIRFLOW_DATABASE))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select to_regclass('public.ab_user') is not null")
+            row = cur.fetchone()
+            if not row or not row[0]:
+                return False
+            cur.execute(_LOGINS_SQL)
+            found = {name: (hashed, active, roles) for name, hashed, active, roles in cur}
+    finally:
+        conn.close()
+    for login in logins(env):
+        hashed, active, roles = found.get(login["username"], (None, False, []))
+        if not active or roles != [login["role"]] or not hashed:
+            return False
+        if not check_password_hash(hashed, login["password"]):
+            return False
+    return True
+
+
+def ensure_logins(config: StackConfig, env: dict[str, str]) -> bool:
+    """Create or update the admin and the read-only login in FAB's tables (from
+    `.env.airflow` or the shell); True when something changed. One Airflow process
+    (~10 s) only when the database disagrees."""
+    if logins_current(config, env):
+        return False
+    log = config.log_dir / "airflow-logins.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        result = subprocess.run(
+            [sys.executable, "-m", "stack.airflow_logins"],
+            input=json.dumps(logins(env)),
+            env=airflow_env(config, env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO_ROOT,
+            check=False,
+            timeout=300,
+        )
+    if result.returncode != 0:
+        raise StackError(
+            f"creating the Airflow logins failed (exit {result.returncode}); see {log}"
+        )
     return True
 
 

@@ -215,6 +215,7 @@ def cmd_up(config: StackConfig) -> None:
         )
         if migrated:
             _say(f"    migrated to {airflow.head_revision()} (log: airflow-db-migrate.log)")
+        _step("Airflow logins", lambda: airflow.ensure_logins(config, dict(os.environ)))
     apps = [s.name for s in entries if s.stage == "app"]
     if apps:
         _rpc_start(config, apps)
@@ -235,13 +236,25 @@ def cmd_up(config: StackConfig) -> None:
                 f"{name} at http://127.0.0.1:{port}",
                 functools.partial(_wait_listening, config, name, port),
             )
+    if "prometheus" in apps:
+        health = _step("Prometheus targets", lambda: prometheus.target_health(config))
+        down = {job: state for job, state in health.items() if state != "up"}
+        _say(
+            f"    all {len(health)} up: {', '.join(health)}"
+            if not down
+            else "    warning: not up yet: "
+            + "; ".join(f"{job} ({state})" for job, state in down.items())
+            + " (make logs; Prometheus shows them at /targets)"
+        )
     _say("")
     cmd_status(config)
     if config.airflow_enabled:
         user, password = airflow.credentials(dict(os.environ))
+        viewer, viewer_password = airflow.viewer_credentials(dict(os.environ))
         _say(
             f"\nAirflow: http://127.0.0.1:{config.airflow_port}  login {user} / {password} "
-            "(local default from .env.airflow; change it for anything shared)"
+            f"(admin), {viewer} / {viewer_password} (read-only); local defaults from "
+            ".env.airflow: change them for anything shared"
         )
         _say("  the DAG smart_access_streaming_pipeline starts paused: enable it in the UI")
 

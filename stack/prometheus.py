@@ -10,10 +10,13 @@ stack, and the supervisor runs the server. Data: `.stack/prometheus/data`, 15 da
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 from stack.config import REPO_ROOT, StackConfig, StackError, write_private
@@ -111,6 +114,29 @@ def render_config(config: StackConfig) -> str:
             "",
         ]
     )
+
+
+def target_health(config: StackConfig, timeout: float = 45.0) -> dict[str, str]:
+    """Each scrape job's health as Prometheus sees it ("up", "down: <error>", or
+    "unknown" before its first scrape), waiting up to `timeout` for all to be up."""
+    url = f"http://127.0.0.1:{config.prometheus_port}/api/v1/targets?state=active"
+    wanted = set(scrape_targets(config))
+    health: dict[str, str] = dict.fromkeys(wanted, "unknown")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                targets = json.load(response)["data"]["activeTargets"]
+            for target in targets:
+                job = target["labels"].get("job", "")
+                state = target.get("health", "unknown")
+                error = target.get("lastError") or ""
+                health[job] = f"down: {error}" if state == "down" else state
+        except (OSError, ValueError, KeyError) as exc:
+            health = dict.fromkeys(wanted, f"unknown: {exc}")
+        if all(health.get(job) == "up" for job in wanted) or time.monotonic() > deadline:
+            return {job: health.get(job, "unknown") for job in sorted(wanted)}
+        time.sleep(1)
 
 
 def render_alertmanager(webhook_url: str | None) -> str:

@@ -89,8 +89,12 @@ def _api(
         return json.loads(response.read() or b"null")
 
 
-def _token(env: dict[str, str]) -> str:
-    answer = _api(env, "POST", "/auth/token", {"username": "airflow", "password": "airflow"})
+def _token(
+    env: dict[str, str],
+    user: str = "airflow",
+    password: str = "airflow",  # noqa: S107 - the documented local default login
+) -> str:
+    answer = _api(env, "POST", "/auth/token", {"username": user, "password": password})
     return str(answer["access_token"])
 
 
@@ -240,6 +244,30 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
             " where device_id ~ '^[0-9]+$'"
         )
         assert cur.fetchone()[0] >= v0_facts
+
+
+def test_the_viewer_login_reads_and_cannot_change_anything(stack_env: dict[str, str]) -> None:
+    """FAB's Viewer role (the read-only login `make up` creates): after the green run
+    above it sees the DAG and its runs, and may neither pause it, trigger it, nor read
+    the connections (they hold the role passwords)."""
+    token = _token(stack_env, "viewer", "viewer")
+    dag = _api(stack_env, "GET", f"/api/v2/dags/{DAG_ID}", token=token)
+    assert dag["dag_id"] == DAG_ID and dag["is_paused"] is False
+    runs = _api(stack_env, "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", token=token)
+    assert runs["total_entries"] >= 1
+    for method, path, body in (
+        ("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": True}),
+        ("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None}),
+        ("GET", "/api/v2/connections", None),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _api(stack_env, method, path, body, token=token)
+        assert refused.value.code == 403, (method, path)
+    admin = _api(stack_env, "GET", f"/api/v2/dags/{DAG_ID}", token=_token(stack_env))
+    assert admin["is_paused"] is False  # the refused PATCH changed nothing
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        _token(stack_env, "viewer", "airflow")
+    assert wrong.value.code in {401, 403}
 
 
 def _prometheus(env: dict[str, str], query: str) -> list[dict[str, Any]]:

@@ -109,6 +109,10 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
     up = _make("up", stack_env)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "topics ... ok" in up.stdout
+    # make up waits for Prometheus to see every target up and says so
+    assert "all 6 up: consumer, kafka, node, postgres, prometheus, simulator" in up.stdout, (
+        up.stdout
+    )
 
     status = _status(stack_env)
     for name in ("postgres", "kafka", "dashboard", "kafka-ui"):

@@ -571,8 +571,16 @@ def test_airflow_components_share_settings_and_secrets() -> None:
     init = airflow["airflow-init"]
     script = init["command"][-1]
     assert "airflow db migrate" in script
-    assert "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in script
-    assert {"_AIRFLOW_WWW_USER_USERNAME", "_AIRFLOW_WWW_USER_PASSWORD"} <= set(environment(init))
+    # the FAB auth manager's two logins, as in the embedded stack
+    for role, variable in (("Admin", "WWW_USER"), ("Viewer", "VIEWER")):
+        login = (
+            f'airflow users create --role {role} --username "$${{_AIRFLOW_{variable}_USERNAME}}"'
+        )
+        assert login in script, login
+    assert env_values()["AIRFLOW__CORE__AUTH_MANAGER"].endswith(".FabAuthManager")
+    logins = {"_AIRFLOW_WWW_USER_USERNAME", "_AIRFLOW_WWW_USER_PASSWORD"}
+    logins |= {"_AIRFLOW_VIEWER_USERNAME", "_AIRFLOW_VIEWER_PASSWORD"}
+    assert logins <= set(environment(init))
 
 
 def test_versions_equal_the_pins_of_the_embedded_stack() -> None:

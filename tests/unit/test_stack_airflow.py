@@ -43,6 +43,13 @@ def test_env_file_parsing(tmp_path: Path) -> None:
 def test_shell_wins_over_env_file_for_the_login() -> None:
     assert airflow.credentials({}) == ("airflow", "airflow")
     assert airflow.credentials({"_AIRFLOW_WWW_USER_PASSWORD": "s3cret"}) == ("airflow", "s3cret")
+    assert airflow.viewer_credentials({}) == ("viewer", "viewer")
+    assert [(x["username"], x["role"]) for x in airflow.logins({})] == [
+        ("airflow", "Admin"),
+        ("viewer", "Viewer"),
+    ]
+    with pytest.raises(StackError, match="_AIRFLOW_VIEWER_USERNAME are both 'airflow'"):
+        airflow.logins({"_AIRFLOW_VIEWER_USERNAME": "airflow"})
 
 
 def test_airflow_environment(tmp_path: Path) -> None:
@@ -64,10 +71,10 @@ def test_airflow_environment(tmp_path: Path) -> None:
     assert os.stat(cfg.airflow_home / "metadata-password").st_mode & 0o777 == 0o600
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
-    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "airflow:admin"
+    # the FAB auth manager: logins live in the metadata database (make up creates them)
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith(".FabAuthManager")
+    assert not any(k.startswith(("_AIRFLOW", "AIRFLOW__CORE__SIMPLE_AUTH")) for k in env)
     assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 40
-    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-    assert json.loads(passwords.read_text()) == {"airflow": "airflow"}
     assert env["AIRFLOW_CONN_SMART_ACCESS_POSTGRES"] == (
         "postgresql://smart_access_transformer:transformer@127.0.0.1:6543/smart_access"
     )
