@@ -76,6 +76,7 @@ STATUS = "marts.device_status_current"
 HEALTH_HOURLY = "marts.fct_device_health_hourly"
 DIM_DEVICE = "marts.dim_device"
 ALERTS = "marts.fct_alerts"
+NOTIFICATIONS = "ops.alert_notifications"
 DEAD_LETTERS = "staging.stg_smart_access__dead_letters"
 
 # The start of the current (incomplete) 15-minute window; KPIs compare whole windows.
@@ -453,6 +454,21 @@ RECENT_ALERTS = _q(
       and (started_at > now() - cast(:lookback as interval) or is_open)
     order by started_at desc
     limit 1000
+    """,
+)
+
+# What the notifier (DAG smart_access_alert_notifications) did with each alert
+# transition: sent, held in quiet hours, throttled, failed, ... (newest first).
+ALERT_NOTIFICATIONS = _q(
+    "alert_notifications",
+    (NOTIFICATIONS,),
+    """
+    select updated_at, status, transition, alert_type, severity, household_id, device_id,
+           attempts, sent_at, last_error, alert_id
+    from ops.alert_notifications
+    where updated_at > now() - cast(:lookback as interval)
+    order by updated_at desc
+    limit 200
     """,
 )
 

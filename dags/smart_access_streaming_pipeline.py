@@ -19,6 +19,10 @@ Every 15 minutes (UTC), for the data interval that just ended:
 4. **`record_run`** — closes the run record in `ops.pipeline_runs`: data interval,
    rows per mart, tests passed/failed, duration.
 
+Assets: the gate reads the raw tables (`raw.*` inlets); `build_models` updates one
+asset per mart (`marts.*` outlets), each event carrying the rows it wrote and the
+watermark. `smart_access_alert_notifications` is scheduled on `marts.fct_alerts`.
+
 ### When it fails
 
 The failed task is red in the grid; its log says why in one line, and the failure
@@ -45,6 +49,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from smart_access.assets import MART_ASSETS, RAW_ASSETS
 from smart_access.callbacks import on_task_failure
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -77,7 +82,7 @@ def smart_access_streaming_pipeline() -> None:
 
         return pipeline.check_consumer_lag(context)
 
-    @task(execution_timeout=timedelta(minutes=3))
+    @task(execution_timeout=timedelta(minutes=3), inlets=list(RAW_ASSETS.values()))
     def check_raw_freshness(**context: Any) -> dict[str, Any]:
         from smart_access import pipeline
 
@@ -89,7 +94,8 @@ def smart_access_streaming_pipeline() -> None:
 
         return pipeline.source_freshness(context)
 
-    @task
+    # one asset event per mart on success, with the rows written and the watermark
+    @task(outlets=list(MART_ASSETS.values()))
     def build_models(**context: Any) -> dict[str, Any]:
         from smart_access import pipeline
 

@@ -162,6 +162,7 @@ class Seed:
     status: list[dict] = field(default_factory=list)
     health_hourly: list[dict] = field(default_factory=list)
     alerts: list[dict] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)
     batches: list[dict] = field(default_factory=list)
     dead_letters: list[dict] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
@@ -308,6 +309,25 @@ def _generate(now: datetime) -> Seed:
                 "ended_at": None if is_open else started + timedelta(minutes=rnd.randint(5, 300)),
                 "is_open": is_open,
                 "severity": "critical" if n % 3 == 0 else "warning",
+            }
+        )
+    # what the notifier did with some of them: one each of its outcomes, one 10 days ago
+    statuses = ["sent", "sent", "held", "throttled", "failed", "sending", "sent"]
+    for n, status in enumerate(statuses):
+        alert = seed.alerts[n]
+        seed.notifications.append(
+            {
+                "alert_id": alert["alert_id"],
+                "transition": "opened",
+                "alert_type": alert["alert_type"],
+                "severity": alert["severity"],
+                "device_id": alert["device_id"],
+                "household_id": alert["household_id"],
+                "started_at": alert["started_at"],
+                "status": status,
+                "attempts": 0 if status in ("held", "throttled") else 1,
+                "updated_at": now - timedelta(days=10 if n == 6 else 0, minutes=5 * n + 1),
+                "sent_at": now - timedelta(minutes=5 * n + 1) if status == "sent" else None,
             }
         )
     for n in range(60):
@@ -466,6 +486,7 @@ def _seed(pg: EphemeralPostgres) -> Seed:
         _insert(cur, "ops.ingest_batches", seed.batches)
         _insert(cur, "raw.dead_letters", seed.dead_letters)
         _insert(cur, "ops.pipeline_runs", seed.runs)
+        _insert(cur, "ops.alert_notifications", seed.notifications)
         cur.execute(
             "insert into ops.dbt_runs (invocation_id, command, started_at, finished_at, "
             "elapsed_seconds, return_code, success, tests_passed, tests_failed) values "

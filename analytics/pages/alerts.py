@@ -1,4 +1,5 @@
-"""Alerts: open and recent alerts by type and severity, with durations."""
+"""Alerts: open and recent alerts by type and severity, with durations, and what the
+notifier sent."""
 
 from __future__ import annotations
 
@@ -67,6 +68,30 @@ def alerts() -> None:
             "duration_minutes": st.column_config.NumberColumn("duration (min)"),
         },
     )
+    st.subheader(f"Notifications ({label})")
+    sent = ready(run(q.ALERT_NOTIFICATIONS, lookback=lookback), "notifications")
+    if sent is not None:
+        if sent.empty:
+            st.info(
+                "No notification in this range. The DAG smart_access_alert_notifications "
+                "sends them after each build once enabled (see the README)."
+            )
+        else:
+            unconfirmed = int((sent.status == "sending").sum())
+            if unconfirmed:
+                st.warning(
+                    f"{unconfirmed} notification(s) were being sent when their run stopped: "
+                    "they are never resent; check the receiver."
+                )
+            st.dataframe(
+                sent,
+                hide_index=True,
+                key="alerts_notifications",
+                column_config={
+                    "updated_at": st.column_config.DatetimeColumn(f"when ({TIME_ZONE})"),
+                    "sent_at": st.column_config.DatetimeColumn(f"sent ({TIME_ZONE})"),
+                },
+            )
 
 
 alerts()

@@ -294,6 +294,8 @@ def build_models(context: dict[str, Any]) -> dict[str, Any]:
         record_transform(conn, key, outcome)
     finally:
         conn.close()
+    if outcome.success:
+        _asset_events(context, outcome)
     if not outcome.success:
         if outcome.failed_nodes:
             raise _fail(
@@ -307,6 +309,31 @@ def build_models(context: dict[str, Any]) -> dict[str, Any]:
         "tests_passed": outcome.tests_passed,
         "duration_seconds": outcome.duration_seconds,
     }
+
+
+def _asset_events(context: dict[str, Any], outcome: TransformOutcome) -> None:
+    """Each mart's asset event says what this build did to it: rows written and the
+    data watermark (how far raw has been transformed)."""
+    from smart_access.assets import MART_ASSETS
+    from smart_access.watermarks import read_watermarks
+
+    outlet_events = context.get("outlet_events")
+    if outlet_events is None:  # called outside a task (make transform)
+        return
+    settings = PipelineSettings()
+    conn = postgres_connection(settings)
+    try:
+        watermarks = read_watermarks(conn)
+    finally:
+        conn.close()
+    key = run_key(context)
+    for name, asset in MART_ASSETS.items():
+        outlet_events[asset].extra = {
+            "rows_written": int(outcome.rows_per_mart.get(name, 0)),
+            "ingested_through": watermarks,
+            "data_interval_end": key.interval_end.isoformat(),
+            "dag_run_id": key.run_id,
+        }
 
 
 # --- 4. run record -------------------------------------------------------------------------
@@ -331,3 +358,33 @@ def record_success(context: dict[str, Any]) -> dict[str, Any]:
         key.interval_end,
     )
     return {"run_id": key.run_id, "duration_seconds": duration}
+
+
+# --- alert notifications (DAG smart_access_alert_notifications) ----------------------------
+
+
+def notify_alerts(context: dict[str, Any]) -> dict[str, int]:
+    """Send the alerts that opened or closed since the last run (smart_access.notifications)."""
+    from pydantic import ValidationError
+
+    from smart_access.callbacks import send_webhook
+    from smart_access.notifications import NotifySettings, notify
+
+    try:
+        settings = NotifySettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SMART_ACCESS_NOTIFY_" + str(first["loc"][0]).upper() if first["loc"] else "?"
+        raise _fail(f"{name}: {first['msg']}") from None
+    if settings.webhook_url is None:
+        settings.webhook_url = PipelineSettings().alert_webhook_url
+    conn = postgres_connection(PipelineSettings())
+    try:
+        outcome = notify(conn, settings, send_webhook, run_id=str(context["run_id"]))
+    finally:
+        conn.close()
+    logger.info(
+        "alert notifications: %s",
+        ", ".join(f"{n} {status}" for status, n in sorted(outcome.items()) if n) or "nothing new",
+    )
+    return dict(outcome)

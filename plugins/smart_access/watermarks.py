@@ -39,6 +39,7 @@ __all__ = [
     "TransformBusy",
     "commit_window",
     "open_window",
+    "read_watermarks",
     "transform_lock",
 ]
 
@@ -290,3 +291,10 @@ def commit_window(
                 )
     finally:
         conn.autocommit = True
+
+
+def read_watermarks(conn: psycopg2.extensions.connection) -> dict[str, str]:
+    """Source table -> how far its rows have been transformed (ISO timestamps)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("select source_table, ingested_through from ops.transform_watermarks")
+        return {str(table): through.isoformat() for table, through in cur.fetchall()}

@@ -237,6 +237,14 @@ def test_alerts_open_recent_durations_and_filters(seed: Seed) -> None:
         assert set(recent.alert_id) == expected_ids
 
     expect({"warning", "critical"})
+    # the notifier's record of the last 7 days, newest first; the unconfirmed one flagged
+    shown = frame_with(at, "transition", "attempts", "last_error")
+    week = [x for x in seed.notifications if x["updated_at"] > now - timedelta(days=7)]
+    expected = sorted(week, key=lambda x: x["updated_at"], reverse=True)
+    assert list(zip(shown.alert_id, shown.status, strict=True)) == [
+        (x["alert_id"], x["status"]) for x in expected
+    ]
+    assert any("never resent" in w.value for w in at.warning)
     at.multiselect(key="alerts_severities").select("critical")
     rerun(at)
     expect({"critical"})

@@ -85,6 +85,27 @@ def test_order_gate_then_dbt_then_record(dagbag: Any) -> None:
     assert tasks["record_run"].downstream_task_ids == set()
 
 
+def test_assets_raw_to_every_mart_to_the_notifications(dagbag: Any) -> None:
+    """build_models updates one asset per dbt mart (a new mart without an asset fails
+    here); the notifications DAG is scheduled on fct_alerts, tasks retry and alert."""
+    marts = {p.stem for p in (REPO_ROOT / "dbt_project" / "models" / "marts").rglob("*.sql")}
+    tasks = dagbag.dags[DAG_ID].task_dict
+    outlets = {a.name for a in tasks["build_models"].outlets}
+    assert outlets == {f"marts.{m}" for m in marts}
+    assert all(
+        a.uri.startswith("postgres://warehouse:5432/smart_access/marts/")
+        for a in tasks["build_models"].outlets
+    )
+    inlets = {a.name for a in tasks["check_raw_freshness"].inlets}
+    assert {"raw.access_events", "raw.device_health"} <= inlets
+    notify = dagbag.dags["smart_access_alert_notifications"]
+    condition = notify.timetable.asset_condition
+    assert {a.name for a in condition.objects} == {"marts.fct_alerts"}
+    assert notify.max_active_runs == 1 and notify.is_paused_upon_creation is True
+    for task in notify.tasks:
+        assert task.retries >= 1 and task.execution_timeout is not None, task.task_id
+
+
 def test_parsing_imports_no_heavy_clients() -> None:
     """The DAG file alone must not pull in dbt, Kafka or database drivers."""
     code = (

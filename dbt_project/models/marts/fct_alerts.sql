@@ -9,6 +9,7 @@
             {'columns': ['device_id', 'alert_type', 'started_at']},
             {'columns': ['is_open', 'device_id']},
             {'columns': ['evaluated_at']},
+            {'columns': ['transformed_at']},
         ],
     )
 }}
