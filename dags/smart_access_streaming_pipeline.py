@@ -23,6 +23,10 @@ Assets: the gate reads the raw tables (`raw.*` inlets); `build_models` updates o
 asset per mart (`marts.*` outlets), each event carrying the rows it wrote and the
 watermark. `smart_access_alert_notifications` is scheduled on `marts.fct_alerts`.
 
+A run still going `SMART_ACCESS_RUN_DEADLINE_MINUTES` (12) after it was queued raises a
+deadline alert (a warning in `ops.pipeline_alerts` and on the webhook), before the
+14-minute `dagrun_timeout` fails it.
+
 ### When it fails
 
 The failed task is red in the grid; its log says why in one line, and the failure
@@ -43,11 +47,19 @@ dbt models or tests that failed.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import (
+    AsyncCallback,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    dag,
+    task,
+)
 
 from smart_access.assets import MART_ASSETS, RAW_ASSETS
 from smart_access.callbacks import on_task_failure
@@ -70,6 +82,15 @@ DEFAULT_ARGS: dict[str, Any] = {
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=14),
+    # a run still going 12 minutes after it was queued: a warning (ops.pipeline_alerts,
+    # the webhook) before the next interval is due; the run goes on until its timeout
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(
+            minutes=float(os.environ.get("SMART_ACCESS_RUN_DEADLINE_MINUTES", "12"))
+        ),
+        callback=AsyncCallback("smart_access.callbacks.on_run_deadline"),
+    ),
     is_paused_upon_creation=True,
     default_args=DEFAULT_ARGS,
     tags=["smart-access", "streaming", "dbt", "kafka"],

@@ -65,6 +65,10 @@ logger = logging.getLogger(__name__)
 ENV_FILE = REPO_ROOT / ".env.airflow"
 POSTGRES_CONN_ID = "smart_access_postgres"
 KAFKA_CONN_ID = "smart_access_kafka"
+# The dead-letter watcher's own consumer group, committing only after the triggerer
+# saved its event (the shared-stream trigger refuses auto-commit).
+DLQ_WATCHER_CONN_ID = "smart_access_kafka_dlq_watcher"
+DLQ_WATCHER_GROUP = "smart-access-dlq-watcher"
 # Airflow tasks read raw, run dbt and write the pipeline's ops records: the
 # transformer role may do exactly that (migration 0030 grants the ops tables).
 TASK_ROLE = "smart_access_transformer"
@@ -223,9 +227,19 @@ def connection_env(config: StackConfig) -> dict[str, str]:
         database=DATABASE,
     ).render_as_string(hide_password=False)
     kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": config.kafka_bootstrap}}
+    watcher = {
+        "conn_type": "kafka",
+        "extra": {
+            "bootstrap.servers": config.kafka_bootstrap,
+            "group.id": DLQ_WATCHER_GROUP,
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "latest",
+        },
+    }
     return {
         f"AIRFLOW_CONN_{POSTGRES_CONN_ID.upper()}": postgres,
         f"AIRFLOW_CONN_{KAFKA_CONN_ID.upper()}": json.dumps(kafka),
+        f"AIRFLOW_CONN_{DLQ_WATCHER_CONN_ID.upper()}": json.dumps(watcher),
     }
 
 

@@ -18,7 +18,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["alert_payload", "on_task_failure", "send_webhook"]
+__all__ = ["alert_payload", "on_run_deadline", "on_task_failure", "send_webhook"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,5 +137,62 @@ def on_task_failure(context: dict[str, Any]) -> None:
         logger.error("alert %s written to ops.pipeline_alerts", alert_id)
     except Exception:
         logger.exception("could not write the alert row")
+    finally:
+        conn.close()
+
+
+async def on_run_deadline(context: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    """Deadline callback of the pipeline DAG (runs in the triggerer): the run is still
+    going `SMART_ACCESS_RUN_DEADLINE_MINUTES` after it was queued. A warning row in
+    ops.pipeline_alerts and the webhook; the run itself goes on (dagrun_timeout ends it)."""
+    import asyncio
+
+    await asyncio.to_thread(_deadline_missed, context or {})
+
+
+def _deadline_missed(context: dict[str, Any]) -> None:
+    from smart_access.pipeline import postgres_connection
+    from smart_access.records import write_alert
+    from smart_access.settings import PipelineSettings
+
+    run = context.get("dag_run") or {}
+    deadline = context.get("deadline") or {}
+    dag_id = str(run.get("dag_id") or "unknown")
+    run_id = run.get("dag_run_id") or run.get("run_id")
+    summary = (
+        f"run {run_id} of {dag_id} is still going at its deadline "
+        f"{deadline.get('deadline_time')} (queued {run.get('queued_at')})"
+    )
+    logger.error("PIPELINE DEADLINE %s", summary)
+    settings = PipelineSettings.model_construct()
+    try:
+        settings = PipelineSettings()
+    except Exception:
+        logger.exception("pipeline settings are invalid; default connection ids, no webhook")
+    webhook_status = "not configured"
+    if settings.alert_webhook_url is not None:
+        payload = {
+            "text": f":warning: {summary}",
+            "severity": "warning",
+            "kind": "run_deadline",
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "summary": summary,
+        }
+        webhook_status = send_webhook(str(settings.alert_webhook_url), payload)
+    conn = postgres_connection(settings)
+    try:
+        write_alert(
+            conn,
+            severity="warning",
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=None,
+            try_number=None,
+            summary=summary,
+            detail=None,
+            log_url=None,
+            webhook_status=webhook_status,
+        )
     finally:
         conn.close()

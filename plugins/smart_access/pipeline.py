@@ -388,3 +388,57 @@ def notify_alerts(context: dict[str, Any]) -> dict[str, int]:
         ", ".join(f"{n} {status}" for status, n in sorted(outcome.items()) if n) or "nothing new",
     )
     return dict(outcome)
+
+
+# --- dead-letter triage (DAG smart_access_dead_letter_triage) ------------------------------
+
+
+def triage_dead_letters(context: dict[str, Any]) -> dict[str, Any]:
+    """Describe the burst the watcher saw and post it (smart_access.dead_letter_watch)."""
+    from smart_access.callbacks import send_webhook
+    from smart_access.dead_letter_watch import triage
+
+    detected_at = datetime.now(UTC)
+    window = 60.0
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            found = (event.extra or {}).get("payload") or {}
+            if "detected_at" in found:
+                detected_at = datetime.fromisoformat(found["detected_at"])
+                window = float(found.get("window_seconds", window))
+    settings = PipelineSettings()
+    run_id = str(context["run_id"])
+    conn = postgres_connection(settings)
+    try:
+        report = triage(conn, detected_at=detected_at, window_seconds=window, run_id=run_id)
+        status = "not configured"
+        if settings.alert_webhook_url is not None:
+            kinds = ", ".join(f"{n} {k}" for k, n in report["by_kind"].items())
+            status = send_webhook(
+                str(settings.alert_webhook_url),
+                {
+                    "text": (
+                        f"[dead letters] {report['dead_letters']} since {report['since']}: "
+                        f"{kinds}. Once the contract is fixed: {report['redrive_command']}"
+                    ),
+                    "kind": "dead_letter_triage",
+                    "dag_run_id": run_id,
+                    **report,
+                },
+            )
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "update ops.dead_letter_triages set webhook_status = %s where dag_run_id = %s",
+                (status, run_id),
+            )
+    finally:
+        conn.close()
+    logger.info(
+        "dead-letter burst: %d since %s by kind %s; webhook %s; then: %s",
+        report["dead_letters"],
+        report["since"],
+        report["by_kind"],
+        status,
+        report["redrive_command"],
+    )
+    return {"dead_letters": report["dead_letters"], "by_kind": report["by_kind"]}

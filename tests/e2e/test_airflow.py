@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 DAG_ID = "smart_access_streaming_pipeline"
 NOTIFY_ID = "smart_access_alert_notifications"
+TRIAGE_ID = "smart_access_dead_letter_triage"
 
 
 def _make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -63,6 +64,10 @@ def stack_env() -> Iterator[dict[str, str]]:
         NODE_EXPORTER_PORT=str(free_port()),
         AIRFLOW_STATSD_PORT=str(free_port()),
         STATSD_EXPORTER_PORT=str(free_port()),
+        # a burst of 50 dead letters within a minute starts the triage
+        SMART_ACCESS_DLQ_BURST_THRESHOLD="50",
+        # every pipeline run here outlives a 20-second deadline: the alert must fire
+        SMART_ACCESS_RUN_DEADLINE_MINUTES="0.33",
     )
     up = _make("up", env)
     try:
@@ -183,19 +188,7 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
     assert v0_landed >= 100, "the guide's messages did not land"
 
     # The alert notifications first: each build of the marts then triggers a run of it.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            notify = _api(
-                stack_env, "PATCH", f"/api/v2/dags/{NOTIFY_ID}", {"is_paused": False}, token=token
-            )
-            assert notify["is_paused"] is False
-            break
-        except urllib.error.HTTPError as exc:  # not serialized yet
-            assert exc.code == 404, exc
-            time.sleep(2)
-    else:
-        pytest.fail(f"{NOTIFY_ID} was never listed")
+    _unpause(stack_env, NOTIFY_ID, token)
     patched = _api(stack_env, "PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False}, token=token)
     assert patched["is_paused"] is False
     # Unpausing lets the scheduler create the latest interval's run; a triggered run
@@ -304,6 +297,96 @@ def test_each_build_triggers_the_notifications_through_the_fct_alerts_asset(
         assert set(recorded) == {"skipped"} and recorded["skipped"] >= 1, recorded
     else:
         assert recorded == {}
+
+
+def _unpause(env: dict[str, str], dag_id: str, token: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            answer = _api(env, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token=token)
+            assert answer["is_paused"] is False
+            return
+        except urllib.error.HTTPError as exc:  # not serialized yet
+            assert exc.code == 404, exc
+            time.sleep(2)
+    pytest.fail(f"{dag_id} was never listed")
+
+
+def test_a_burst_of_dead_letters_starts_one_triage_through_the_watcher(
+    stack_env: dict[str, str],
+) -> None:
+    """The real triggerer's shared Kafka consumer on smart-access.dlq sees the burst
+    the consumer dead-letters, the asset event starts the triage DAG once, and the
+    triage names the kind, the producer key, the samples' verdict and the redrive."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    token = _token(stack_env)
+    _unpause(stack_env, TRIAGE_ID, token)
+    bootstrap = f"127.0.0.1:{stack_env['KAFKA_PORT']}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 180
+    members = 0
+    while time.monotonic() < deadline and not members:
+        group = admin.describe_consumer_groups(["smart-access-dlq-watcher"])
+        members = len(group["smart-access-dlq-watcher"].result().members)
+        time.sleep(2)
+    assert members, "the triggerer never started the dead-letter watcher"
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for n in range(120):  # a firmware release that broke the payload
+        producer.produce("smart-access.events", key=b"fw-9.9-device", value=b"{broken %d" % n)
+    assert producer.flush(30) == 0
+
+    deadline = time.monotonic() + 240
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = _api(stack_env, "GET", f"/api/v2/dags/{TRIAGE_ID}/dagRuns", token=token)["dag_runs"]
+        if any(r["state"] in {"success", "failed"} for r in runs):
+            break
+        time.sleep(3)
+    assert [r["state"] for r in runs] == ["success"], runs
+    assert runs[0]["run_type"] == "asset_triggered"
+    dsn = (
+        f"host=127.0.0.1 port={stack_env['PGPORT']} user=postgres password=postgres "
+        "dbname=smart_access"
+    )
+    with closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select dead_letters, by_kind, by_key, samples, redrive_command"
+            " from ops.dead_letter_triages where dag_run_id = %s",
+            (runs[0]["dag_run_id"],),
+        )
+        dead, by_kind, by_key, samples, redrive = cur.fetchone()
+    assert by_kind["not_json"] >= 120 and dead >= 120, by_kind
+    assert by_key["fw-9.9-device"] >= 120, by_key
+    broken = next(s for s in samples if s["kind"] == "not_json")
+    assert broken["verdict_now"] == "still refused: not_json"
+    assert broken["payload"].startswith("{broken")
+    assert "python -m streaming.redrive" in redrive and "--kind not_json" in redrive
+    time.sleep(10)  # the rest of the burst is inside the cooldown: no second triage
+    again = _api(stack_env, "GET", f"/api/v2/dags/{TRIAGE_ID}/dagRuns", token=token)
+    assert again["total_entries"] == 1, again
+
+
+def test_a_run_past_its_deadline_raises_a_warning(stack_env: dict[str, str]) -> None:
+    """The deadline (20 s here, 12 min by default) was missed by the green run above:
+    the triggerer ran the callback, which wrote the warning."""
+    dsn = (
+        f"host=127.0.0.1 port={stack_env['PGPORT']} user=postgres password=postgres "
+        "dbname=smart_access"
+    )
+    deadline = time.monotonic() + 120
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline and not rows:
+        with closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+            cur.execute(
+                "select severity, dag_id, summary from ops.pipeline_alerts"
+                " where summary like '%%still going at its deadline%%'"
+            )
+            rows = cur.fetchall()
+        time.sleep(3)
+    assert rows, "no deadline alert"
+    assert rows[0][0] == "warning" and rows[0][1] == DAG_ID
 
 
 def test_the_viewer_login_reads_and_cannot_change_anything(stack_env: dict[str, str]) -> None:

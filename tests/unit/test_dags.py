@@ -56,6 +56,17 @@ def test_schedule_and_run_limits(dagbag: Any) -> None:
     assert "When it fails" in (dag.doc_md or "")
 
 
+def test_a_run_past_12_minutes_raises_a_deadline_alert(dagbag: Any) -> None:
+    dag = dagbag.dags[DAG_ID]
+    deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+    assert len(deadlines) == 1
+    alert = deadlines[0]
+    assert type(alert.reference).__name__ == "DagRunQueuedAtDeadline"
+    assert alert.interval == timedelta(minutes=12)
+    assert alert.callback.path == "smart_access.callbacks.on_run_deadline"
+    assert alert.interval < dag.dagrun_timeout  # it warns before the timeout fails the run
+
+
 def test_tasks_retry_time_out_and_alert(dagbag: Any) -> None:
     dag = dagbag.dags[DAG_ID]
     assert {t.task_id for t in dag.tasks} == {
@@ -106,8 +117,10 @@ def test_assets_raw_to_every_mart_to_the_notifications(dagbag: Any) -> None:
         assert task.retries >= 1 and task.execution_timeout is not None, task.task_id
 
 
-def test_parsing_imports_no_heavy_clients() -> None:
-    """The DAG file alone must not pull in dbt, Kafka or database drivers."""
+@pytest.mark.parametrize("path", sorted(DAGS.glob("*.py")), ids=lambda p: p.stem)
+def test_parsing_imports_no_heavy_clients(path: Path) -> None:
+    """A DAG file alone must not pull in dbt, Kafka or database drivers (the DLQ
+    watcher's trigger included: its Kafka consumer lives in the triggerer only)."""
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1]); "
         "heavy = [m for m in ('dbt', 'confluent_kafka', 'smart_access.pipeline') "
@@ -119,7 +132,7 @@ def test_parsing_imports_no_heavy_clients() -> None:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody:x@127.0.0.1:1/none",
     }
     result = subprocess.run(
-        [sys.executable, "-c", code, str(DAGS / f"{DAG_ID}.py")],
+        [sys.executable, "-c", code, str(path)],
         env=env,
         capture_output=True,
         text=True,
