@@ -52,14 +52,11 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import (
-    AsyncCallback,
-    CronDataIntervalTimetable,
-    DeadlineAlert,
-    DeadlineReference,
-    dag,
-    task,
-)
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+# the same classes airflow.sdk exports lazily (mypy cannot see those)
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from smart_access.assets import MART_ASSETS, RAW_ASSETS
 from smart_access.callbacks import on_task_failure
