@@ -21,27 +21,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, task
 
 from smart_access.assets import FCT_ALERTS
-from smart_access.callbacks import on_task_failure
+from smart_access.callbacks import event_dag_settings
 
 
 @dag(
     dag_id="smart_access_alert_notifications",
     schedule=[FCT_ALERTS],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    is_paused_upon_creation=True,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "execution_timeout": timedelta(minutes=5),
-        "on_failure_callback": on_task_failure,
-    },
+    **event_dag_settings(retry_delay=timedelta(minutes=1)),
     tags=["smart-access", "alerts", "notifications"],
     doc_md=__doc__,
 )

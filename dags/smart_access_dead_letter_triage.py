@@ -22,10 +22,9 @@ import os
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Asset, AssetWatcher, dag, task
 
-from smart_access.callbacks import on_task_failure
+from smart_access.callbacks import event_dag_settings
 from smart_access.dead_letter_watch import DeadLetterBurstTrigger
 
 DLQ_TOPIC = "smart-access.dlq"
@@ -54,17 +53,7 @@ DLQ_BURST = Asset(
 @dag(
     dag_id="smart_access_dead_letter_triage",
     schedule=[DLQ_BURST],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    is_paused_upon_creation=True,
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(minutes=5),
-        "on_failure_callback": on_task_failure,
-    },
+    **event_dag_settings(retry_delay=timedelta(seconds=30)),
     tags=["smart-access", "dead-letters", "kafka"],
     doc_md=__doc__,
 )

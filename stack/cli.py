@@ -256,7 +256,10 @@ def cmd_up(config: StackConfig) -> None:
             f"(admin), {viewer} / {viewer_password} (read-only); local defaults from "
             ".env.airflow: change them for anything shared"
         )
-        _say("  the DAG smart_access_streaming_pipeline starts paused: enable it in the UI")
+        _say(
+            "  the DAGs start paused: enable smart_access_streaming_pipeline in the UI (and"
+            " smart_access_alert_notifications, smart_access_dead_letter_triage if you want them)"
+        )
 
 
 def _rpc_start(config: StackConfig, names: list[str]) -> None:

@@ -15,10 +15,16 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["alert_payload", "on_run_deadline", "on_task_failure", "send_webhook"]
+__all__ = [
+    "alert_payload",
+    "event_dag_settings",
+    "on_run_deadline",
+    "on_task_failure",
+    "send_webhook",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -196,3 +202,23 @@ def _deadline_missed(context: dict[str, Any]) -> None:
         )
     finally:
         conn.close()
+
+
+def event_dag_settings(retry_delay: timedelta) -> dict[str, Any]:
+    """`@dag(...)` settings the event-driven DAGs share (notifications, triage): one
+    run at a time, paused at first, no catch-up, and tasks that retry and alert."""
+    import pendulum
+
+    return {
+        "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "is_paused_upon_creation": True,
+        "default_args": {
+            "owner": "data-platform",
+            "retries": 2,
+            "retry_delay": retry_delay,
+            "execution_timeout": timedelta(minutes=5),
+            "on_failure_callback": on_task_failure,
+        },
+    }

@@ -6,24 +6,23 @@ user's own `.stack/` or a stack already running on the default ports.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from stack.cli import port_in_use
 from stack.config import REPO_ROOT
 from stack.ephemeral import free_port, make_tempdir
+from tests.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -47,30 +46,15 @@ def _status(env: dict[str, str]) -> dict[str, list[str]]:
     return {row[0]: row for row in rows if len(row) >= 7}
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    """A stand-in for the operator's webhook: keeps every JSON body it is sent."""
-
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_args: Any) -> None:
-        return
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver("/alert") as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/alert"
-    finally:
-        server.shutdown()
+def webhook(receiver: Receiver) -> str:
+    return receiver.url
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +87,36 @@ def stack_env(webhook: str) -> Iterator[dict[str, str]]:
     finally:
         _make("down", env)
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def _jmx_messages_in(env: dict[str, str], topic: str) -> float:
+    url = f"http://127.0.0.1:{env['KAFKA_METRICS_PORT']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    wanted = f'kafka_server_brokertopicmetrics_messagesin_total{{topic="{topic}"}} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def _messages_in_moves_by_what_is_produced(env: dict[str, str]) -> tuple[float, float]:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bootstrap = f"127.0.0.1:{env['KAFKA_PORT']}"
+    topic = "e2e.jmx-count"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until created
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    before = _jmx_messages_in(env, topic)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for n in range(37):
+        producer.produce(topic, value=b"%d" % n)
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 30
+    after = before
+    while time.monotonic() < deadline and after - before < 37:
+        time.sleep(1)
+        after = _jmx_messages_in(env, topic)
+    time.sleep(2)  # and no more than that
+    return before, _jmx_messages_in(env, topic) - before
 
 
 def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
@@ -148,6 +162,8 @@ def test_up_status_crash_restart_down(stack_env: dict[str, str]) -> None:
         groups = json.load(response)["data"]["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
     assert {"SmartAccessConsumerDown", "SmartAccessConsumerRestarting"} <= names
+    # The broker's JMX exporter counts exactly what is produced to a topic.
+    assert _messages_in_moves_by_what_is_produced(stack_env) == (0, 37)
 
     # A second `make up` is a no-op: the same processes keep running.
     again = _make("up", stack_env)
@@ -244,7 +260,7 @@ def _query(stack_env: dict[str, str], expr: str) -> list[dict[str, Any]]:
 
 
 def test_a_crash_looping_consumer_alerts_through_to_the_webhook(
-    stack_env: dict[str, str],
+    stack_env: dict[str, str], receiver: Receiver
 ) -> None:
     """Kill the consumer three times: make status says crash-loop, Prometheus fires
     SmartAccessConsumerRestarting and Alertmanager posts it to the webhook."""
@@ -272,11 +288,11 @@ def test_a_crash_looping_consumer_alerts_through_to_the_webhook(
         while time.monotonic() < deadline and "SmartAccessConsumerRestarting" not in names:
             names = {
                 alert["labels"]["alertname"]
-                for body in _Receiver.received
+                for body in receiver.received
                 for alert in body.get("alerts", [])
                 if alert.get("status") == "firing"
             }
             time.sleep(2)
-        assert "SmartAccessConsumerRestarting" in names, _Receiver.received
+        assert "SmartAccessConsumerRestarting" in names, receiver.received
     finally:
         _make("down", stack_env)

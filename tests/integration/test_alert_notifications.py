@@ -8,16 +8,12 @@ warehouse and its dbt builds are untouched.
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
 
 import psycopg2
 import pytest
@@ -27,6 +23,7 @@ from smart_access.notifications import NotifySettings, notify
 from stack import airflow
 from stack.config import REPO_ROOT, StackConfig
 from stack.ephemeral import EphemeralPostgres, free_port, make_tempdir
+from tests.webhook_receiver import Receiver, webhook_receiver
 
 DAG_ID = "smart_access_alert_notifications"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -42,35 +39,15 @@ create table marts.fct_alerts (
 """
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    """The operator's webhook: keeps every body; answers 500 while `failing` > 0."""
-
-    received: ClassVar[list[dict[str, Any]]] = []
-    failing: ClassVar[int] = 0
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        if _Receiver.failing > 0:
-            _Receiver.failing -= 1
-            self.send_response(500)
-        else:
-            self.received.append(body)
-            self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_args: Any) -> None:
-        return
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver("/notify") as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/notify"
-    finally:
-        server.shutdown()
+def webhook(receiver: Receiver) -> str:
+    return receiver.url
 
 
 @pytest.fixture(scope="module")
@@ -127,14 +104,14 @@ def _run(pg: EphemeralPostgres, settings: NotifySettings, now: datetime) -> dict
         conn.close()
 
 
-def _sent() -> list[str]:
-    return [body["notification_id"] for body in _Receiver.received]
+def _sent(receiver: Receiver) -> list[str]:
+    return [body["notification_id"] for body in receiver.received]
 
 
 def test_each_transition_is_sent_once_with_retries_quiet_hours_and_throttle(
-    warehouse: EphemeralPostgres, webhook: str
+    warehouse: EphemeralPostgres, receiver: Receiver, webhook: str
 ) -> None:
-    _Receiver.received.clear()
+    receiver.received.clear()
     settings = NotifySettings(webhook_url=webhook, max_per_household_hour=3)
     _alert(warehouse, "door1", "door_left_open", "h1", "critical", NOW - timedelta(minutes=20))
     _alert(
@@ -148,8 +125,8 @@ def test_each_transition_is_sent_once_with_retries_quiet_hours_and_throttle(
     )
     first = _run(warehouse, settings, NOW)
     assert first["sent"] == 3, first
-    assert _sent() == ["batt1:opened", "batt1:closed", "door1:opened"]  # oldest first
-    door = next(b for b in _Receiver.received if b["alert_id"] == "door1")
+    assert _sent(receiver) == ["batt1:opened", "batt1:closed", "door1:opened"]  # oldest first
+    door = next(b for b in receiver.received if b["alert_id"] == "door1")
     assert door["text"].startswith("[critical] door left open on device dev-door1 (household h1)")
     assert door["severity"] == "critical" and door["ended_at"] is None
 
@@ -158,7 +135,7 @@ def test_each_transition_is_sent_once_with_retries_quiet_hours_and_throttle(
     assert _run(warehouse, settings, NOW).get("sent", 0) == 0
     _alert(warehouse, "door1", "door_left_open", "h1", "critical", NOW - timedelta(minutes=20))
     assert _run(warehouse, settings, NOW).get("sent", 0) == 0
-    assert len(_sent()) == 3
+    assert len(_sent(receiver)) == 3
 
     # the door closes: exactly one `closed`
     _alert(
@@ -171,17 +148,17 @@ def test_each_transition_is_sent_once_with_retries_quiet_hours_and_throttle(
         NOW - timedelta(minutes=1),
     )
     assert _run(warehouse, settings, NOW)["sent"] == 1
-    assert _sent()[-1] == "door1:closed"
-    assert "[resolved] door left open" in _Receiver.received[-1]["text"]
+    assert _sent(receiver)[-1] == "door1:closed"
+    assert "[resolved] door left open" in receiver.received[-1]["text"]
 
     # a failing receiver: recorded as failed, delivered by the next run, once
-    _Receiver.failing = 1
+    receiver.failing = 1
     _alert(warehouse, "fail1", "repeated_failures", "h3", "critical", NOW - timedelta(minutes=3))
     assert _run(warehouse, settings, NOW)["failed"] == 1
     assert _rows(warehouse)[("fail1", "opened")] == ("failed", 1)
     assert _run(warehouse, settings, NOW)["sent"] == 1
     assert _rows(warehouse)[("fail1", "opened")] == ("sent", 2)
-    assert _sent().count("fail1:opened") == 1
+    assert _sent(receiver).count("fail1:opened") == 1
 
     # quiet hours: the warning waits, the critical goes out; afterwards the warning
     quiet = NotifySettings(
@@ -192,10 +169,10 @@ def test_each_transition_is_sent_once_with_retries_quiet_hours_and_throttle(
     _alert(warehouse, "fail2", "repeated_failures", "h4", "critical", NOW - timedelta(minutes=2))
     held = _run(warehouse, quiet, NOW)
     assert held["held"] == 1 and held["sent"] == 1, held
-    assert "off1:opened" not in _sent() and "fail2:opened" in _sent()
+    assert "off1:opened" not in _sent(receiver) and "fail2:opened" in _sent(receiver)
     assert _run(warehouse, quiet, NOW)["held"] == 1  # still quiet: still waiting
     assert _run(warehouse, settings, NOW + timedelta(hours=2))["sent"] == 1
-    assert _sent().count("off1:opened") == 1
+    assert _sent(receiver).count("off1:opened") == 1
 
     # the household limit: h5 gets three an hour, the fourth is recorded as throttled
     for n in range(4):
@@ -205,20 +182,20 @@ def test_each_transition_is_sent_once_with_retries_quiet_hours_and_throttle(
     assert _rows(warehouse)[("h5-3", "opened")] == ("throttled", 0)
 
     # every transition was delivered at most once
-    assert len(_sent()) == len(set(_sent()))
+    assert len(_sent(receiver)) == len(set(_sent(receiver)))
 
 
 def test_without_a_notifier_alerts_are_recorded_as_skipped(
-    warehouse: EphemeralPostgres, webhook: str
+    warehouse: EphemeralPostgres, receiver: Receiver, webhook: str
 ) -> None:
     _alert(warehouse, "quiet1", "offline", "h9", "critical", NOW - timedelta(minutes=4))
     outcome = _run(warehouse, NotifySettings(webhook_url=None), NOW)
     assert outcome["skipped"] >= 1
     assert _rows(warehouse)[("quiet1", "opened")][0] == "skipped"
     # configuring one later does not replay them
-    before = len(_Receiver.received)
+    before = len(receiver.received)
     _run(warehouse, NotifySettings(webhook_url=webhook), NOW)
-    assert len(_Receiver.received) == before
+    assert len(receiver.received) == before
 
 
 def test_bad_settings_are_one_clear_error() -> None:
@@ -253,7 +230,7 @@ def stack_config(warehouse: EphemeralPostgres) -> Iterator[StackConfig]:
 
 
 def test_the_dag_sends_a_door_left_open_once_under_airflow(
-    warehouse: EphemeralPostgres, webhook: str, stack_config: StackConfig
+    warehouse: EphemeralPostgres, receiver: Receiver, webhook: str, stack_config: StackConfig
 ) -> None:
     _alert(warehouse, "door9", "door_left_open", "h7", "critical", NOW - timedelta(minutes=16))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AIRFLOW", "KAFKA_"))}
@@ -277,7 +254,7 @@ def test_the_dag_sends_a_door_left_open_once_under_airflow(
         )
         outputs.append(result.stdout + result.stderr)
         assert result.returncode == 0, outputs[-1][-4000:]
-    assert _sent().count("door9:opened") == 1, outputs[-1][-3000:]
+    assert _sent(receiver).count("door9:opened") == 1, outputs[-1][-3000:]
     assert "1 sent" in outputs[0] and "nothing new" in outputs[1], outputs[1][-3000:]
     with psycopg2.connect(warehouse.dsn()) as conn, conn.cursor() as cur:
         cur.execute(
