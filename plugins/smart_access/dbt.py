@@ -186,19 +186,34 @@ def _invoke(
     run_env.setdefault("DBT_LOG_PATH", str(target_path.parent / "logs"))
     logger.info("running %s", " ".join(command[1:]))
     started = time.monotonic()
-    proc = subprocess.run(
+    # One process for the whole build; each node's result is logged at INFO the moment
+    # dbt reports it (the task log shows progress), everything else at DEBUG.
+    lines: list[str] = []
+    with subprocess.Popen(
         command,
         cwd=project,
         env=run_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=False,
-    )
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            finished = _NODE_FINISHED.match(_ANSI.sub("", line))
+            if finished:
+                logger.info("dbt: %s", finished.group(1))
+            else:
+                logger.debug("dbt: %s", line)
     elapsed = time.monotonic() - started
-    output = proc.stdout + proc.stderr
-    for line in output.splitlines():
-        logger.debug("dbt: %s", line)
-    return proc.returncode, output, elapsed
+    return proc.returncode, "\n".join(lines), elapsed
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# "12:00:01  3 of 18 OK created sql incremental model marts.fct_alerts ... [INSERT 0 5 in 0.4s]"
+_NODE_FINISHED = re.compile(r"^\d\d:\d\d:\d\d\s+(\d+ of \d+ (?!START\b)\S.*)$")
 
 
 def _first_error_line(output: str) -> str:
@@ -242,6 +257,7 @@ def run_dbt_build(
     persist: bool = True,
     lock_wait_seconds: float | None = None,
     unit_tests: bool = False,
+    resume_key: str | None = None,
 ) -> DbtBuildResult:
     """Run one `dbt build` and record its results in ops.dbt_runs / ops.dbt_node_results.
 
@@ -260,6 +276,13 @@ def run_dbt_build(
     unit_tests: also run the project's dbt unit tests. Off for the cycle: they test
       the models' SQL on fixtures, not the data, so they belong to CI (`make test`
       runs them), and they cost about a second of every 15-minute build.
+    resume_key: names the attempt (the pipeline passes its DAG run id). A whole-graph
+      build under a key that fails on some nodes keeps its window in the target
+      folder; the next call with the same key resumes it with `dbt retry` (only the
+      failed and skipped nodes run, with the same window and build stamp) and then
+      moves the watermarks - unless another build moved them since, the target's
+      run_results.json is another run's, or the selection differs: then it builds
+      normally.
     Raises DbtError when dbt could not run at all; otherwise returns the summary,
     with success False when a model or test failed.
     """
@@ -272,7 +295,9 @@ def run_dbt_build(
         with watermarks.transform_lock(
             dbt_connection_params(env), wait_seconds=lock_wait_seconds
         ) as lock_conn:
-            window = watermarks.open_window(lock_conn, full_refresh=full_refresh)
+            whole = not select and not full_refresh
+            resumed = _resumable(path, resume_key, lock_conn) if resume_key and whole else None
+            window = resumed or watermarks.open_window(lock_conn, full_refresh=full_refresh)
             # The window goes in the environment, not --vars: see build_var in
             # dbt_project/macros/time_helpers.sql (vars that change every build
             # cost a full re-parse of the project every build).
@@ -280,17 +305,22 @@ def run_dbt_build(
                 **(os.environ if env is None else env),
                 BUILD_WINDOW_VARIABLE: json.dumps(window.dbt_vars(), default=str),
             }
-            result, artifact = _build_once(
-                select,
-                full_refresh,
-                dict(vars or {}),
-                target,
-                build_env,
-                path,
-                unit_tests=unit_tests,
-            )
+            if resumed is not None:
+                result, artifact = _retry_once(target, build_env, path)
+            else:
+                result, artifact = _build_once(
+                    select,
+                    full_refresh,
+                    dict(vars or {}),
+                    target,
+                    build_env,
+                    path,
+                    unit_tests=unit_tests,
+                )
             if result.success and not select:
                 watermarks.commit_window(lock_conn, window, result.invocation_id)
+            if resume_key and whole:
+                _keep_for_resume(path, resume_key, window, result)
     except watermarks.TransformBusy as exc:
         raise DbtError(str(exc)) from None
     except psycopg2.OperationalError as exc:
@@ -347,6 +377,67 @@ def _build_once(
     artifact = _read_json(path / "run_results.json", wall_started)
     if artifact is None:
         raise DbtError(f"dbt build did not run: {_first_error_line(output)}{_HINT}")
+    return _summarise_build(artifact, return_code, elapsed, started_at, finished_at), artifact
+
+
+RESUME_STATE = "resume_state.json"
+
+
+def _resumable(
+    path: Path, key: str, conn: psycopg2.extensions.connection
+) -> watermarks.BuildWindow | None:
+    """The window of the failed attempt `key` if `dbt retry` can resume it safely."""
+    state_path = path / RESUME_STATE
+    if not state_path.exists():
+        return None
+    try:
+        state = json.loads(state_path.read_text())
+        window = watermarks.BuildWindow.from_json(state["window"])
+        results = json.loads((path / "run_results.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("not resuming: unreadable resume state (%s); building normally", exc)
+        return None
+    reason = None
+    if state.get("key") != key:
+        reason = f"the failed attempt was {state.get('key')!r}, not {key!r}"
+    elif results.get("metadata", {}).get("invocation_id") != state.get("invocation_id"):
+        reason = "run_results.json in the target folder belongs to another dbt run"
+    elif watermarks.last_committed_stamp(conn) != window.previous_transformed_at:
+        reason = "another build moved the watermarks since"
+    if reason is not None:
+        logger.info("not resuming with dbt retry: %s; building normally", reason)
+        state_path.unlink(missing_ok=True)
+        return None
+    logger.info(
+        "resuming the failed build %s with dbt retry (its window, stamp %s)",
+        state["invocation_id"],
+        window.transformed_at.isoformat(),
+    )
+    return window
+
+
+def _keep_for_resume(
+    path: Path, key: str, window: watermarks.BuildWindow, result: DbtBuildResult
+) -> None:
+    state_path = path / RESUME_STATE
+    if result.success or not result.failed_nodes:
+        state_path.unlink(missing_ok=True)
+        return
+    state = {"key": key, "invocation_id": result.invocation_id, "window": window.to_json()}
+    state_path.write_text(json.dumps(state))
+
+
+def _retry_once(
+    target: str | None, env: Mapping[str, str], path: Path
+) -> tuple[DbtBuildResult, dict[str, Any]]:
+    """`dbt retry`: the previous invocation's failed and skipped nodes, its arguments."""
+    wall_started = time.time()
+    started_at = datetime.now(UTC)
+    return_code, output, elapsed = _invoke(["retry"], env=env, target=target, target_path=path)
+    finished_at = datetime.now(UTC)
+    artifact = _read_json(path / "run_results.json", wall_started)
+    if artifact is None:
+        raise DbtError(f"dbt retry did not run: {_first_error_line(output)}{_HINT}")
     return _summarise_build(artifact, return_code, elapsed, started_at, finished_at), artifact
 
 

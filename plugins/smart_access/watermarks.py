@@ -98,6 +98,49 @@ class BuildWindow:
         newest = max(marks)
         return min(at for at in marks if at >= newest - IDLE_PARTITION)
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything of the window, to resume a failed build with it (`from_json`)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "transformed_at": iso(self.transformed_at),
+            "previous_transformed_at": iso(self.previous_transformed_at),
+            "safe_before": iso(self.safe_before),
+            "snapshot_xmin": self.snapshot_xmin,
+            "oldest_writer_pid": self.oldest_writer_pid,
+            "ingested_after": {k: iso(v) for k, v in self.ingested_after.items()},
+            "ingested_through": {k: iso(v) for k, v in self.ingested_through.items()},
+            "newest_record_at": [
+                [source, topic, partition, iso(at)]
+                for (source, topic, partition), at in self.newest_record_at.items()
+            ],
+            "full_refresh": self.full_refresh,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BuildWindow:
+        def at(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value)
+
+        transformed_at, safe_before = at(data["transformed_at"]), at(data["safe_before"])
+        assert transformed_at is not None and safe_before is not None
+        return cls(
+            transformed_at=transformed_at,
+            previous_transformed_at=at(data["previous_transformed_at"]),
+            safe_before=safe_before,
+            snapshot_xmin=int(data["snapshot_xmin"]),
+            oldest_writer_pid=data["oldest_writer_pid"],
+            ingested_after={k: at(v) for k, v in data["ingested_after"].items()},
+            ingested_through={k: at(v) for k, v in data["ingested_through"].items()},
+            newest_record_at={
+                (source, topic, int(partition)): at(value)  # type: ignore[misc]
+                for source, topic, partition, value in data["newest_record_at"]
+            },
+            full_refresh=bool(data["full_refresh"]),
+        )
+
     def dbt_vars(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str:
             return NEG_INF if value is None else value.isoformat()
@@ -291,6 +334,15 @@ def commit_window(
                 )
     finally:
         conn.autocommit = True
+
+
+def last_committed_stamp(conn: psycopg2.extensions.connection) -> datetime | None:
+    """The build stamp of the newest build that moved the watermarks (None: none yet)."""
+    with conn.cursor() as cur:
+        cur.execute("select max(build_transformed_at) from ops.transform_watermarks")
+        row = cur.fetchone()
+    conn.commit()
+    return row[0] if row else None
 
 
 def read_watermarks(conn: psycopg2.extensions.connection) -> dict[str, str]:
