@@ -105,6 +105,7 @@ PAGES: dict[str, list[tuple[q.Query, dict[str, Any]]]] = {
         (q.OPEN_ALERTS_BY_TYPE, {"alert_types": [], "severities": []}),
         (q.RECENT_ALERTS, {"alert_types": [], "severities": [], "lookback": "7 days"}),
         (q.ALERT_DURATIONS, {"alert_types": [], "severities": [], "lookback": "7 days"}),
+        (q.ALERT_NOTIFICATIONS, {"lookback": "7 days"}),
     ],
     "pipeline health": [
         (q.RAW_FRESHNESS, {}),

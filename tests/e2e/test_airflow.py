@@ -23,6 +23,7 @@ import pytest
 
 from stack.config import REPO_ROOT
 from stack.ephemeral import free_port, make_tempdir
+from tests.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +45,13 @@ def _make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def stack_env() -> Iterator[dict[str, str]]:
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver("/notify") as hook:
+        yield hook
+
+
+@pytest.fixture(scope="module")
+def stack_env(receiver: Receiver) -> Iterator[dict[str, str]]:
     root = make_tempdir("smart-access-stack-airflow-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_", "AIRFLOW"))}
     env.update(
@@ -68,6 +75,9 @@ def stack_env() -> Iterator[dict[str, str]]:
         SMART_ACCESS_DLQ_BURST_THRESHOLD="50",
         # every pipeline run here outlives a 20-second deadline: the alert must fire
         SMART_ACCESS_RUN_DEADLINE_MINUTES="0.33",
+        # device alerts go to a local receiver (the pipeline's own alerts do not)
+        SMART_ACCESS_NOTIFY_WEBHOOK_URL=receiver.url,
+        SMART_ACCESS_NOTIFY_MAX_PER_HOUSEHOLD_HOUR="0",
     )
     up = _make("up", env)
     try:
@@ -260,7 +270,7 @@ def test_each_build_triggers_the_notifications_through_the_fct_alerts_asset(
 ) -> None:
     """The green run's build_models updated every mart's asset, with what it wrote;
     the asset event on marts.fct_alerts started the notifications DAG, which ran green
-    and recorded every alert transition (no webhook in this stack: as skipped)."""
+    and sent every alert transition to the receiver, once each."""
     token = _token(stack_env)
     assets = _api(stack_env, "GET", "/api/v2/assets?name_pattern=marts.&limit=50", token=token)
     names = {a["name"]: a["id"] for a in assets["assets"]}
@@ -295,9 +305,90 @@ def test_each_build_triggers_the_notifications_through_the_fct_alerts_asset(
         cur.execute("select status, count(*) from ops.alert_notifications group by status")
         recorded = dict(cur.fetchall())
     if alerts:
-        assert set(recorded) == {"skipped"} and recorded["skipped"] >= 1, recorded
+        assert set(recorded) == {"sent"}, recorded
     else:
         assert recorded == {}
+
+
+def test_a_door_left_open_reaches_the_receiver_once_within_one_cycle(
+    stack_env: dict[str, str], receiver: Receiver
+) -> None:
+    """A door opened 25 minutes ago and never closed (landed late, as a buffered device
+    sends it): the next pipeline run builds its door_left_open alert and the
+    notifications DAG it triggers sends it once; further runs send nothing again."""
+    from datetime import UTC, datetime, timedelta
+    from uuid import uuid4
+
+    from confluent_kafka import Producer
+
+    token = _token(stack_env)
+    opened = datetime.now(UTC) - timedelta(minutes=25)
+    event = {
+        "schema_version": 1,
+        "event_id": str(uuid4()),
+        "device_id": "e2e-door-1",
+        "household_id": "hh-e2e",
+        "event_ts": opened.isoformat(),
+        "event_type": "open",
+        "trigger_source": "app",
+        "user_id": "u-e2e",
+    }
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{stack_env['KAFKA_PORT']}"})
+    producer.produce("smart-access.events", key=b"e2e-door-1", value=json.dumps(event).encode())
+    assert producer.flush(30) == 0
+    dsn = (
+        f"host=127.0.0.1 port={stack_env['PGPORT']} user=postgres password=postgres "
+        "dbname=smart_access"
+    )
+    deadline = time.monotonic() + 60
+    landed = 0
+    while time.monotonic() < deadline and not landed:
+        with closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+            cur.execute(
+                "select count(*) from raw.access_events where event_id = %s", (event["event_id"],)
+            )
+            landed = cur.fetchone()[0]
+        time.sleep(1)
+    assert landed == 1
+
+    def door_notifications() -> list[dict[str, Any]]:
+        return [
+            b for b in receiver.received
+            if b.get("alert_type") == "door_left_open" and b.get("device_id") == "e2e-door-1"
+        ]  # fmt: skip
+
+    for _cycle in range(2):  # the cycle that builds the alert, then one that must not resend
+        run = _api(
+            stack_env, "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None}, token=token
+        )
+        deadline = time.monotonic() + 420
+        state = "queued"
+        while time.monotonic() < deadline and state not in {"success", "failed"}:
+            time.sleep(5)
+            state = _api(
+                stack_env, "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}", token=token
+            )["state"]
+        assert state == "success", state
+        # the notifications run this build's asset event started
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            runs = _api(
+                stack_env,
+                "GET",
+                f"/api/v2/dags/{NOTIFY_ID}/dagRuns?order_by=-run_after&limit=1",
+                token=token,
+            )["dag_runs"]
+            if runs and runs[0]["state"] == "success" and runs[0]["run_after"] > run["run_after"]:
+                break
+            time.sleep(3)
+        else:
+            pytest.fail("no notifications run after the build")
+        sent = door_notifications()
+        assert len(sent) == 1, sent
+    assert sent[0]["transition"] == "opened" and sent[0]["severity"] == "warning"
+    assert sent[0]["text"].startswith("[warning] door left open on device e2e-door-1")
+    ids = [b["notification_id"] for b in receiver.received]
+    assert len(ids) == len(set(ids)), "a notification was sent twice"
 
 
 def _unpause(env: dict[str, str], dag_id: str, token: str) -> None:
