@@ -167,6 +167,7 @@ def _invoke(
     env: Mapping[str, str] | None,
     target: str | None,
     target_path: Path,
+    in_process: bool = False,
 ) -> tuple[int, str, float]:
     project = project_dir(env)
     command = [
@@ -184,6 +185,8 @@ def _invoke(
     run_env = dict(os.environ if env is None else env)
     run_env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     run_env.setdefault("DBT_LOG_PATH", str(target_path.parent / "logs"))
+    if in_process:
+        return _invoke_in_process(command[1:], run_env, project)
     logger.info("running %s", " ".join(command[1:]))
     started = time.monotonic()
     # One process for the whole build; each node's result is logged at INFO the moment
@@ -209,6 +212,53 @@ def _invoke(
                 logger.debug("dbt: %s", line)
     elapsed = time.monotonic() - started
     return proc.returncode, "\n".join(lines), elapsed
+
+
+def _invoke_in_process(
+    args: list[str], run_env: Mapping[str, str], project: Path
+) -> tuple[int, str, float]:
+    """dbt in this process (dbtRunner), each node logged at INFO as it finishes (dbt's
+    NodeFinished event). For a process that runs one build at a time, as an Airflow
+    task does: dbt reads the environment (the build window, the credentials) from
+    os.environ, which is set for the call and restored after it, and dbtRunner must
+    not run twice at once in one process. Returns what `_invoke` does."""
+    from dbt.cli.main import dbtRunner
+
+    messages: list[str] = []
+
+    def on_event(event: Any) -> None:
+        name = event.info.name
+        if name == "NodeFinished":
+            node, result = event.data.node_info, event.data.run_result
+            message = f" - {result.message}" if result.message else ""
+            logger.info(
+                "dbt: %s %s: %s in %.2fs%s",
+                node.resource_type,
+                node.node_name,
+                result.status,
+                result.execution_time,
+                message[:300],
+            )
+        elif event.info.level in ("error", "warn"):
+            messages.append(event.info.msg)
+
+    logger.info("running in process: dbt %s", " ".join(args))
+    saved = dict(os.environ)
+    os.environ.update(run_env)
+    cwd = os.getcwd()
+    started = time.monotonic()
+    try:
+        os.chdir(project)
+        outcome = dbtRunner(callbacks=[on_event]).invoke([*args, "--quiet"])
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved)
+    elapsed = time.monotonic() - started
+    if outcome.exception is not None:
+        messages.append(f"Encountered an error: {outcome.exception}")
+        return 2, "\n".join(messages), elapsed
+    return (0 if outcome.success else 1), "\n".join(messages), elapsed
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -258,6 +308,7 @@ def run_dbt_build(
     lock_wait_seconds: float | None = None,
     unit_tests: bool = False,
     resume_key: str | None = None,
+    in_process: bool = False,
 ) -> DbtBuildResult:
     """Run one `dbt build` and record its results in ops.dbt_runs / ops.dbt_node_results.
 
@@ -283,6 +334,9 @@ def run_dbt_build(
       moves the watermarks - unless another build moved them since, the target's
       run_results.json is another run's, or the selection differs: then it builds
       normally.
+    in_process: run dbt in this process (dbtRunner) instead of one `dbt` process: for
+      a process that runs one build at a time (the Airflow task); see
+      `_invoke_in_process`. Either way each node is logged at INFO as it finishes.
     Raises DbtError when dbt could not run at all; otherwise returns the summary,
     with success False when a model or test failed.
     """
@@ -306,7 +360,7 @@ def run_dbt_build(
                 BUILD_WINDOW_VARIABLE: json.dumps(window.dbt_vars(), default=str),
             }
             if resumed is not None:
-                result, artifact = _retry_once(target, build_env, path)
+                result, artifact = _retry_once(target, build_env, path, in_process=in_process)
             else:
                 result, artifact = _build_once(
                     select,
@@ -316,6 +370,7 @@ def run_dbt_build(
                     build_env,
                     path,
                     unit_tests=unit_tests,
+                    in_process=in_process,
                 )
             if result.success and not select:
                 watermarks.commit_window(lock_conn, window, result.invocation_id)
@@ -359,6 +414,7 @@ def _build_once(
     path: Path,
     *,
     unit_tests: bool,
+    in_process: bool = False,
 ) -> tuple[DbtBuildResult, dict[str, Any]]:
     args = ["build"]
     if select:
@@ -372,7 +428,9 @@ def _build_once(
         args += ["--vars", json.dumps(dict(variables), default=str)]
     wall_started = time.time()
     started_at = datetime.now(UTC)
-    return_code, output, elapsed = _invoke(args, env=env, target=target, target_path=path)
+    return_code, output, elapsed = _invoke(
+        args, env=env, target=target, target_path=path, in_process=in_process
+    )
     finished_at = datetime.now(UTC)
     artifact = _read_json(path / "run_results.json", wall_started)
     if artifact is None:
@@ -428,12 +486,14 @@ def _keep_for_resume(
 
 
 def _retry_once(
-    target: str | None, env: Mapping[str, str], path: Path
+    target: str | None, env: Mapping[str, str], path: Path, *, in_process: bool = False
 ) -> tuple[DbtBuildResult, dict[str, Any]]:
     """`dbt retry`: the previous invocation's failed and skipped nodes, its arguments."""
     wall_started = time.time()
     started_at = datetime.now(UTC)
-    return_code, output, elapsed = _invoke(["retry"], env=env, target=target, target_path=path)
+    return_code, output, elapsed = _invoke(
+        ["retry"], env=env, target=target, target_path=path, in_process=in_process
+    )
     finished_at = datetime.now(UTC)
     artifact = _read_json(path / "run_results.json", wall_started)
     if artifact is None:

@@ -265,14 +265,16 @@ def _outcome(result: dbt_api.DbtBuildResult) -> TransformOutcome:
 
 
 def transform(key: RunKey) -> TransformOutcome:
-    """One `dbt build` (models, snapshots, tests) for the run's data interval. A task
-    cleared after some nodes failed resumes that build with `dbt retry` (only the
-    failed and skipped nodes, the same window) instead of rebuilding everything."""
+    """One `dbt build` (models, snapshots, tests) for the run's data interval, run in
+    this process with each node logged as it finishes. A task cleared after some nodes
+    failed resumes that build with `dbt retry` (only the failed and skipped nodes, the
+    same window) instead of rebuilding everything."""
     variables = {
         "data_interval_start": key.interval_start.isoformat(),
         "data_interval_end": key.interval_end.isoformat(),
     }
-    return _outcome(dbt_api.run_dbt_build(vars=variables, resume_key=key.run_id))
+    # in the task's own process (dbtRunner): one build per task process
+    return _outcome(dbt_api.run_dbt_build(vars=variables, resume_key=key.run_id, in_process=True))
 
 
 def build_models(context: dict[str, Any]) -> dict[str, Any]:

@@ -275,6 +275,22 @@ def test_each_build_triggers_the_notifications_through_the_fct_alerts_asset(
     assets = _api(stack_env, "GET", "/api/v2/assets?name_pattern=marts.&limit=50", token=token)
     names = {a["name"]: a["id"] for a in assets["assets"]}
     assert {"marts.fct_alerts", "marts.fct_access_events", "marts.agg_access_15min"} <= set(names)
+    # the graph the UI draws: raw -> the pipeline's gate, build_models -> marts ->
+    # the notifications DAG; the DLQ watcher's asset -> the triage DAG
+    by_name = {a["name"]: a for a in assets["assets"]}
+    alerts = by_name["marts.fct_alerts"]
+    assert {(t["dag_id"], t["task_id"]) for t in alerts["producing_tasks"]} == {
+        (DAG_ID, "build_models")
+    }
+    assert {d["dag_id"] for d in alerts["scheduled_dags"]} == {NOTIFY_ID}
+    raw = _api(stack_env, "GET", "/api/v2/assets?name_pattern=raw.&limit=50", token=token)
+    inlets = {a["name"]: a["consuming_tasks"] for a in raw["assets"]}
+    assert {(t["dag_id"], t["task_id"]) for t in inlets["raw.access_events"]} == {
+        (DAG_ID, "check_raw_freshness")
+    }
+    burst = _api(stack_env, "GET", "/api/v2/assets?name_pattern=dlq&limit=5", token=token)
+    (dlq,) = burst["assets"]
+    assert {d["dag_id"] for d in dlq["scheduled_dags"]} == {TRIAGE_ID}
     events = _api(
         stack_env,
         "GET",
@@ -424,6 +440,8 @@ def test_a_burst_of_dead_letters_starts_one_triage_through_the_watcher(
         members = len(group["smart-access-dlq-watcher"].result().members)
         time.sleep(2)
     assert members, "the triggerer never started the dead-letter watcher"
+    burst = _api(stack_env, "GET", "/api/v2/assets?name_pattern=dlq&limit=5", token=token)
+    assert [w["name"] for w in burst["assets"][0]["watchers"]] == ["dead_letter_burst"]
     producer = Producer({"bootstrap.servers": bootstrap})
     for n in range(120):  # a firmware release that broke the payload
         producer.produce("smart-access.events", key=b"fw-9.9-device", value=b"{broken %d" % n)
