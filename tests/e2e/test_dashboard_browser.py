@@ -176,7 +176,9 @@ def _metric(page: object, label: str) -> str:
 def _open(browser: object, port: int, path: str, ready_text: str, shot: str) -> object:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
     page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
-    page.get_by_text(ready_text, exact=False).first.wait_for(timeout=45_000)
+    # the first *visible* match: a data grid also keeps its cells as hidden text, and
+    # which of the two comes first in the page depends on the order things render
+    page.get_by_text(ready_text, exact=False).filter(visible=True).first.wait_for(timeout=45_000)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000
     )
