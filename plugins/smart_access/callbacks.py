@@ -80,10 +80,21 @@ def _summary(exception: BaseException | None) -> tuple[str, str | None]:
     return f"{type(exception).__name__}: {first}"[:500], (text[:_DETAIL_LIMIT] if rest else None)
 
 
+def _settings_or_defaults() -> Any:
+    """An alert must still go out with broken settings: then the default connection
+    ids and no webhook, and the reason in the log."""
+    from smart_access.settings import PipelineSettings
+
+    try:
+        return PipelineSettings()
+    except Exception:
+        logger.exception("pipeline settings are invalid; no webhook and default connection ids")
+        return PipelineSettings.model_construct()
+
+
 def on_task_failure(context: dict[str, Any]) -> None:
     from smart_access.pipeline import postgres_connection, run_key
     from smart_access.records import fail_run, write_alert
-    from smart_access.settings import PipelineSettings
 
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", None) or "unknown"
@@ -100,11 +111,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
         try_number,
         summary,
     )
-    try:
-        settings = PipelineSettings()
-    except Exception:
-        logger.exception("pipeline settings are invalid; no webhook and default connection ids")
-        settings = PipelineSettings.model_construct()
+    settings = _settings_or_defaults()
     webhook_status = "not configured"
     if settings.alert_webhook_url is not None:
         payload = alert_payload(
@@ -159,7 +166,6 @@ async def on_run_deadline(context: dict[str, Any] | None = None, **_kwargs: Any)
 def _deadline_missed(context: dict[str, Any]) -> None:
     from smart_access.pipeline import postgres_connection
     from smart_access.records import write_alert
-    from smart_access.settings import PipelineSettings
 
     run = context.get("dag_run") or {}
     deadline = context.get("deadline") or {}
@@ -170,11 +176,7 @@ def _deadline_missed(context: dict[str, Any]) -> None:
         f"{deadline.get('deadline_time')} (queued {run.get('queued_at')})"
     )
     logger.error("PIPELINE DEADLINE %s", summary)
-    settings = PipelineSettings.model_construct()
-    try:
-        settings = PipelineSettings()
-    except Exception:
-        logger.exception("pipeline settings are invalid; default connection ids, no webhook")
+    settings = _settings_or_defaults()
     webhook_status = "not configured"
     if settings.alert_webhook_url is not None:
         payload = {

@@ -268,7 +268,7 @@ _NODE_FINISHED = re.compile(r"^\d\d:\d\d:\d\d\s+(\d+ of \d+ (?!START\b)\S.*)$")
 
 def _first_error_line(output: str) -> str:
     """The most telling line of dbt's output: the detail under "Encountered an error"."""
-    clean = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    clean = _ANSI.sub("", output)
     lines = [re.sub(r"^\d\d:\d\d:\d\d\s+", "", line).strip() for line in clean.splitlines()]
     lines = [line for line in lines if line]
     for index, line in enumerate(lines):
@@ -426,6 +426,18 @@ def _build_once(
         args.append("--full-refresh")
     if variables:
         args += ["--vars", json.dumps(dict(variables), default=str)]
+    return _run_build_command(args, target, env, path, in_process=in_process)
+
+
+def _run_build_command(
+    args: list[str],
+    target: str | None,
+    env: Mapping[str, str] | None,
+    path: Path,
+    *,
+    in_process: bool,
+) -> tuple[DbtBuildResult, dict[str, Any]]:
+    """Run `dbt build ...` or `dbt retry` and summarise the run_results.json it wrote."""
     wall_started = time.time()
     started_at = datetime.now(UTC)
     return_code, output, elapsed = _invoke(
@@ -434,7 +446,7 @@ def _build_once(
     finished_at = datetime.now(UTC)
     artifact = _read_json(path / "run_results.json", wall_started)
     if artifact is None:
-        raise DbtError(f"dbt build did not run: {_first_error_line(output)}{_HINT}")
+        raise DbtError(f"dbt {args[0]} did not run: {_first_error_line(output)}{_HINT}")
     return _summarise_build(artifact, return_code, elapsed, started_at, finished_at), artifact
 
 
@@ -489,16 +501,7 @@ def _retry_once(
     target: str | None, env: Mapping[str, str], path: Path, *, in_process: bool = False
 ) -> tuple[DbtBuildResult, dict[str, Any]]:
     """`dbt retry`: the previous invocation's failed and skipped nodes, its arguments."""
-    wall_started = time.time()
-    started_at = datetime.now(UTC)
-    return_code, output, elapsed = _invoke(
-        ["retry"], env=env, target=target, target_path=path, in_process=in_process
-    )
-    finished_at = datetime.now(UTC)
-    artifact = _read_json(path / "run_results.json", wall_started)
-    if artifact is None:
-        raise DbtError(f"dbt retry did not run: {_first_error_line(output)}{_HINT}")
-    return _summarise_build(artifact, return_code, elapsed, started_at, finished_at), artifact
+    return _run_build_command(["retry"], target, env, path, in_process=in_process)
 
 
 def run_source_freshness(

@@ -116,11 +116,12 @@ class DeadLetterBurstTrigger(BaseEventTrigger):
 
 
 def _text(payload: bytes | memoryview | None) -> str:
+    """A bounded, printable preview of a payload."""
     if payload is None:
         return ""
-    raw = bytes(payload)[:_SAMPLE_BYTES]
-    shown = raw.decode("utf-8", errors="replace")
-    return shown + ("…" if payload is not None and len(bytes(payload)) > _SAMPLE_BYTES else "")
+    raw = bytes(payload)
+    shown = raw[:_SAMPLE_BYTES].decode("utf-8", errors="replace")
+    return shown + ("…" if len(raw) > _SAMPLE_BYTES else "")
 
 
 def triage(
