@@ -37,6 +37,7 @@ from stack.config import (
     StackError,
     write_private,
 )
+from streaming import principals
 
 __all__ = [
     "ENV_FILE",
@@ -68,7 +69,7 @@ KAFKA_CONN_ID = "smart_access_kafka"
 # The dead-letter watcher's own consumer group, committing only after the triggerer
 # saved its event (the shared-stream trigger refuses auto-commit).
 DLQ_WATCHER_CONN_ID = "smart_access_kafka_dlq_watcher"
-DLQ_WATCHER_GROUP = "smart-access-dlq-watcher"
+DLQ_WATCHER_GROUP = principals.DLQ_WATCHER_GROUP  # its ACLs name it too
 # Airflow tasks read raw, run dbt and write the pipeline's ops records: the
 # transformer role may do exactly that (migration 0030 grants the ops tables).
 TASK_ROLE = "smart_access_transformer"
@@ -226,11 +227,13 @@ def connection_env(config: StackConfig) -> dict[str, str]:
         port=config.pg_port,
         database=DATABASE,
     ).render_as_string(hide_password=False)
-    kafka = {"conn_type": "kafka", "extra": {"bootstrap.servers": config.kafka_bootstrap}}
+    # Airflow's own principal (streaming/principals.py): describe and read only
+    client = config.kafka_client("airflow")
+    kafka = {"conn_type": "kafka", "extra": client}
     watcher = {
         "conn_type": "kafka",
         "extra": {
-            "bootstrap.servers": config.kafka_bootstrap,
+            **client,
             "group.id": DLQ_WATCHER_GROUP,
             "enable.auto.commit": "false",
             "auto.offset.reset": "latest",

@@ -80,6 +80,9 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 _PORT_VARIABLE = {
     "postgres": "PGPORT",
     "kafka": "KAFKA_PORT",
+    "kafka-1": "KAFKA_PORT",
+    "kafka-2": "KAFKA_PORT",
+    "kafka-3": "KAFKA_PORT",
     "airflow-api-server": "AIRFLOW_PORT",
     "dashboard": "DASHBOARD_PORT",
     "kafka-ui": "KAFKA_UI_PORT",
@@ -169,7 +172,14 @@ def cmd_up(config: StackConfig) -> None:
             _say(f"    initialised a new cluster in {config.pg_data}")
     if not config.kafka_external:
         _step("Apache Kafka jars", kafka.ensure_jars)
-        kafka.prepare(config.kafka_dir, config.kafka_port, config.kafka_controller_port)
+        kafka.prepare(
+            config.kafka_dir,
+            config.kafka_port,
+            config.kafka_controller_port,
+            brokers=config.kafka_brokers,
+            auth=config.kafka_auth,
+            admin_password=config.kafka_passwords["admin"],
+        )
     if config.prometheus_enabled:
         _step("Prometheus", lambda: prometheus.ensure_binary())
         _step("Alertmanager", lambda: prometheus.ensure_binary("prometheus-alertmanager"))
@@ -200,14 +210,34 @@ def cmd_up(config: StackConfig) -> None:
     )
     if applied:
         _say(f"    applied {', '.join(applied)}")
-    _step(f"Kafka at {config.kafka_bootstrap}", lambda: kafka.wait_ready(config.kafka_bootstrap))
-    from streaming.settings import KafkaSettings
+    admin_client = config.kafka_client("admin")
+    _step(
+        f"Kafka at {config.kafka_bootstrap}"
+        + (f" ({config.kafka_brokers} brokers)" if config.kafka_brokers > 1 else "")
+        + (" with SCRAM over TLS" if config.kafka_auth == "scram" else ""),
+        lambda: kafka.wait_ready(
+            config.kafka_bootstrap,
+            client=admin_client,
+            brokers=1 if config.kafka_external else config.kafka_brokers,
+        ),
+    )
     from streaming.topics import ensure_topics
 
-    kafka_config = KafkaSettings(bootstrap_servers=config.kafka_bootstrap).client_config()
-    created = _step("topics", lambda: ensure_topics(kafka_config))
+    created = _step(
+        "topics",
+        lambda: ensure_topics(admin_client, replication=config.kafka_replication),
+    )
     if created:
         _say(f"    created {', '.join(created)}")
+    if config.kafka_auth == "scram":
+        from streaming.principals import ensure_principals
+
+        users, added, removed = _step(
+            "Kafka principals and ACLs",
+            lambda: ensure_principals(admin_client, config.kafka_passwords),
+        )
+        if added or removed:
+            _say(f"    {len(users)} principals; ACLs: {added} created, {removed} removed")
     if config.airflow_enabled:
         migrated = _step(
             "Airflow metadata database",

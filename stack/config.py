@@ -10,7 +10,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streaming import principals
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# node i of a Kafka cluster listens on KAFKA_PORT + PORT_STEP*(i-1): 9092, 9192, 9292
+PORT_STEP = 100
 
 # Local-development credentials of the embedded cluster. They only ever listen on
 # 127.0.0.1; change them through the environment for anything shared.
@@ -49,6 +53,24 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise StackError(f"{name}={port} is outside 1-65535; set it to e.g. {default}")
     return port
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise StackError(f"{name}={raw!r} is not a positive whole number; e.g. {name}=3")
+    return int(raw)
+
+
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in allowed:
+        raise StackError(
+            f"{name}={raw!r} is not one of {', '.join(allowed)}; e.g. {name}={default}"
+        )
+    return raw
 
 
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
@@ -91,12 +113,21 @@ class StackConfig:
     node_exporter_port: int = 9100
     statsd_port: int = 9125
     statsd_exporter_port: int = 9102
+    # KAFKA_BROKERS=3: a replicated three-node cluster; KAFKA_AUTH=scram: SASL/SCRAM
+    # over TLS with ACLs per principal (streaming/principals.py)
+    kafka_brokers: int = 1
+    kafka_auth: str = "none"
+    kafka_passwords: dict[str, str] = field(default_factory=dict)
+    kafka_ca_location: str | None = None
+    kafka_replication_factor: int = 0  # 0: derived (see kafka_replication)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
         env = dict(os.environ if env is None else env)
         root = Path(env.get("SMART_ACCESS_STACK_DIR", REPO_ROOT / ".stack")).resolve()
         kafka_port = _port(env, "KAFKA_PORT", 9092)
+        brokers = _choice(env, "KAFKA_BROKERS", ("1", "3"), "1")
+        auth = _choice(env, "KAFKA_AUTH", ("none", "scram"), "none")
         pg_external = bool(env.get("PGHOST"))
         kafka_external = bool(env.get("KAFKA_BOOTSTRAP_SERVERS"))
         passwords = {
@@ -113,7 +144,13 @@ class StackConfig:
             kafka_port=kafka_port,
             kafka_controller_port=_port(env, "KAFKA_CONTROLLER_PORT", kafka_port + 1),
             kafka_external=kafka_external,
-            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{kafka_port}",
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS")
+            or ",".join(f"127.0.0.1:{kafka_port + PORT_STEP * i}" for i in range(int(brokers))),
+            kafka_brokers=int(brokers),
+            kafka_auth=auth,
+            kafka_passwords=principals.passwords(env),
+            kafka_ca_location=env.get("KAFKA_SSL_CA_LOCATION") or None,
+            kafka_replication_factor=_count(env, "KAFKA_REPLICATION_FACTOR", 0),
             role_passwords=passwords,
             airflow_port=_port(env, "AIRFLOW_PORT", 8080),
             airflow_enabled=_flag(env, "SMART_ACCESS_AIRFLOW", default=True),
@@ -166,6 +203,54 @@ class StackConfig:
             f"host={self.pg_host} port={self.pg_port} user={self.admin_user} "
             f"password={self.admin_password} dbname={database} connect_timeout=5"
         )
+
+    # --- Kafka clients ---------------------------------------------------------
+    @property
+    def kafka_replication(self) -> int | None:
+        """Replicas per topic: KAFKA_REPLICATION_FACTOR, else None: as many brokers
+        as the cluster has, up to 3 (streaming.topics.ensure_topics)."""
+        return self.kafka_replication_factor or None
+
+    @property
+    def kafka_tls_dir(self) -> Path:
+        return self.kafka_dir / "tls"
+
+    @property
+    def kafka_ca(self) -> str:
+        """The CA certificate clients trust: the user's for an external cluster, the
+        one `make up` made otherwise."""
+        if self.kafka_ca_location or self.kafka_external:
+            return self.kafka_ca_location or ""
+        return str(self.kafka_tls_dir / "ca.crt")
+
+    def kafka_env(self, role: str) -> dict[str, str]:
+        """KAFKA_* variables for a client logging in as `role` (streaming/principals.py)."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
+        if self.kafka_auth == "scram":
+            env |= {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": principals.SCRAM_MECHANISM,
+                "KAFKA_SASL_USERNAME": principals.username(role),
+                "KAFKA_SASL_PASSWORD": self.kafka_passwords[role],
+                "KAFKA_CREDENTIAL_VARIABLE": principals.password_variable(role),
+            }
+            if self.kafka_ca:
+                env["KAFKA_SSL_CA_LOCATION"] = self.kafka_ca
+        return env
+
+    def kafka_client(self, role: str) -> dict[str, str]:
+        """librdkafka settings for a client logging in as `role`."""
+        config = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_auth == "scram":
+            config |= {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": principals.SCRAM_MECHANISM,
+                "sasl.username": principals.username(role),
+                "sasl.password": self.kafka_passwords[role],
+            }
+            if self.kafka_ca:
+                config["ssl.ca.location"] = self.kafka_ca
+        return config
 
     def role_env(self, role: str) -> dict[str, str]:
         """libpq variables for a service that connects as one of the platform roles."""

@@ -72,30 +72,30 @@ def ensure_binary(name: str = "prometheus") -> str:
     return found
 
 
-def scrape_targets(config: StackConfig) -> dict[str, int]:
-    """Prometheus job name -> the loopback port it scrapes."""
+def scrape_targets(config: StackConfig) -> dict[str, list[int]]:
+    """Prometheus job name -> the loopback ports it scrapes (one per Kafka node)."""
     targets = {
-        "prometheus": config.prometheus_port,
-        "consumer": config.consumer_metrics_port,
-        "simulator": config.simulator_metrics_port,
-        "postgres": config.postgres_exporter_port,
-        "node": config.node_exporter_port,
+        "prometheus": [config.prometheus_port],
+        "consumer": [config.consumer_metrics_port],
+        "simulator": [config.simulator_metrics_port],
+        "postgres": [config.postgres_exporter_port],
+        "node": [config.node_exporter_port],
     }
     if not config.kafka_external:
-        targets["kafka"] = config.kafka_metrics_port
+        targets["kafka"] = [config.kafka_metrics_port + i for i in range(config.kafka_brokers)]
     if config.airflow_enabled:
-        targets["airflow"] = config.statsd_exporter_port
+        targets["airflow"] = [config.statsd_exporter_port]
     return targets
 
 
 def render_config(config: StackConfig) -> str:
     """Scrape every target of the stack; load the platform's alert rules."""
     jobs: list[str] = []
-    for job, port in scrape_targets(config).items():
+    for job, ports in scrape_targets(config).items():
         jobs += [
             f"  - job_name: {job}",
             "    static_configs:",
-            f"      - targets: ['127.0.0.1:{port}']",
+            "      - targets: [" + ", ".join(f"'127.0.0.1:{port}'" for port in ports) + "]",
         ]
     return "\n".join(
         [
@@ -127,11 +127,13 @@ def target_health(config: StackConfig, timeout: float = 45.0) -> dict[str, str]:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 targets = json.load(response)["data"]["activeTargets"]
-            for target in targets:
+            health = {}
+            for target in targets:  # a job is up when every one of its targets is
                 job = target["labels"].get("job", "")
                 state = target.get("health", "unknown")
                 error = target.get("lastError") or ""
-                health[job] = f"down: {error}" if state == "down" else state
+                if health.get(job, "up") == "up":
+                    health[job] = f"down: {error}" if state == "down" else state
         except (OSError, ValueError, KeyError) as exc:
             health = dict.fromkeys(wanted, f"unknown: {exc}")
         if all(health.get(job) == "up" for job in wanted) or time.monotonic() > deadline:

@@ -51,19 +51,7 @@ def services(config: StackConfig) -> list[Service]:
                 )
             )
     if not config.kafka_external:
-        found.append(
-            Service(
-                name="kafka",
-                description="Apache Kafka (KRaft)",
-                command=kafka.server_command(
-                    config.kafka_dir,
-                    config.kafka_metrics_port if config.prometheus_enabled else None,
-                ),
-                port=config.kafka_port,
-                stage="infra",
-                stopwaitsecs=60,
-            )
-        )
+        found += kafka_services(config)
     if config.airflow_enabled:
         found += airflow_services(config)
     # Applications: the sink connects as the least-privileged loader role.
@@ -77,9 +65,12 @@ def services(config: StackConfig) -> list[Service]:
                 "streaming.consumer",
                 "--metrics-port",
                 str(config.consumer_metrics_port),
+                # static membership: a restart within 10 s keeps its partitions
+                "--instance-id",
+                "smart-access-sink-1",
             ],
             port=config.consumer_metrics_port,  # Prometheus metrics, 127.0.0.1 only
-            env=config.role_env("smart_access_loader"),
+            env={**config.role_env("smart_access_loader"), **config.kafka_env("consumer")},
             stopwaitsecs=30,
         )
     )
@@ -105,6 +96,7 @@ def services(config: StackConfig) -> list[Service]:
                 str(config.simulator_metrics_port),
             ],
             port=config.simulator_metrics_port,  # Prometheus metrics, 127.0.0.1 only
+            env=config.kafka_env("simulator"),
             stopwaitsecs=30,
         )
     )
@@ -135,6 +127,35 @@ def services(config: StackConfig) -> list[Service]:
         )
         found += exporter_services(config)
     return found
+
+
+def kafka_node_name(config: StackConfig, node_id: int) -> str:
+    return "kafka" if config.kafka_brokers == 1 else f"kafka-{node_id}"
+
+
+def kafka_services(config: StackConfig) -> list[Service]:
+    """One supervised KRaft node per broker: `kafka`, or `kafka-1`..`kafka-3`."""
+    return [
+        Service(
+            name=kafka_node_name(config, node.node_id),
+            description="Apache Kafka (KRaft)"
+            + (
+                f", node {node.node_id} of {config.kafka_brokers}"
+                if config.kafka_brokers > 1
+                else ""
+            ),
+            command=kafka.server_command(
+                node.directory,
+                config.kafka_metrics_port + node.node_id - 1 if config.prometheus_enabled else None,
+            ),
+            port=node.port,
+            stage="infra",
+            stopwaitsecs=60,
+        )
+        for node in kafka.cluster_nodes(
+            config.kafka_dir, config.kafka_brokers, config.kafka_port, config.kafka_controller_port
+        )
+    ]
 
 
 def exporter_services(config: StackConfig) -> list[Service]:
@@ -250,7 +271,8 @@ def service_env(config: StackConfig) -> dict[str, str]:
         "PYTHONPATH": str(REPO_ROOT),
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}",
-        "KAFKA_BOOTSTRAP_SERVERS": config.kafka_bootstrap,
+        # read-only unless a service says otherwise (the inspector's principal)
+        **config.kafka_env("inspector"),
     }
 
 

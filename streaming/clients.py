@@ -10,10 +10,39 @@ from typing import Any
 
 from streaming.settings import KafkaSettings
 
-__all__ = ["consumer_config", "producer_config"]
+__all__ = ["ClientRefused", "consumer_config", "producer_config", "refusal"]
 
 # librdkafka's own log lines go through Python logging (JSON off a terminal), not stderr
 _LIBRDKAFKA = logging.getLogger("librdkafka")
+
+
+class ClientRefused(RuntimeError):
+    """Kafka refused this client for a reason waiting will not fix (login, TLS)."""
+
+
+def refusal(err: Any, credential_variable: str = "KAFKA_SASL_PASSWORD") -> str | None:
+    """One line naming what to fix when `err` (a KafkaError) means the client's
+    credentials or TLS settings are wrong; None for errors that pass (a broker down)."""
+    from confluent_kafka import KafkaError
+
+    text = err.str() if hasattr(err, "str") else str(err)
+    code = err.code() if hasattr(err, "code") else None
+    if code == KafkaError._AUTHENTICATION or "Authentication failed" in text:
+        return (
+            f"Kafka refused the login ({text.split(': ', 1)[-1][:160]}); "
+            f"check {credential_variable} and KAFKA_SASL_USERNAME"
+        )
+    if code == KafkaError._SSL or "certificate verify failed" in text:
+        return (
+            f"Kafka's TLS handshake failed ({text[:160]}); set KAFKA_SSL_CA_LOCATION to "
+            "the cluster's CA certificate (the embedded stack's is .stack/kafka/tls/ca.crt)"
+        )
+    if "incorrect security.protocol" in text:
+        return (
+            "Kafka closed the connection before any request: the listener expects TLS/SASL; "
+            "set KAFKA_SECURITY_PROTOCOL=SASL_SSL (and KAFKA_SASL_* credentials)"
+        )
+    return None
 
 
 def producer_config(kafka: KafkaSettings, client_id: str, **overrides: Any) -> dict[str, Any]:
@@ -56,6 +85,9 @@ def consumer_config(
         "heartbeat.interval.ms": 2_000,
         # bound the prefetch queue: keeps the consumer's memory flat under a backlog
         "queued.max.messages.kbytes": 32_768,
+        # a rebalance moves only the partitions that change owner; the others keep
+        # flowing (the sink lands its batch before giving any up)
+        "partition.assignment.strategy": "cooperative-sticky",
         # only what producers committed (the simulator does not use transactions, but
         # a producer that does must not leak aborted records into raw)
         "isolation.level": "read_committed",

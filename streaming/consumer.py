@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
-from streaming.clients import consumer_config, producer_config
+from streaming.clients import consumer_config, producer_config, refusal
 from streaming.contracts import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MIN_TIMESTAMP,
@@ -45,7 +45,7 @@ from streaming.contracts import (
     Validator,
 )
 from streaming.metrics import ConsumerMetrics
-from streaming.settings import KafkaSettings, PostgresSettings
+from streaming.settings import KafkaSettings, PostgresSettings, settings_error
 from streaming.sink import (
     Batch,
     BatchResult,
@@ -209,8 +209,12 @@ class SinkConsumer:
         consumer_overrides: dict[str, Any] | None = None,
         synchronous_commit: bool = False,
         metrics_port: int | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self.client_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.kafka = kafka
+        # static membership: a restart within the session timeout keeps the partitions
+        membership = {"group.instance.id": instance_id} if instance_id else {}
         self.group = group
         self.prefix = topic_prefix
         self.topics = [topic_prefix + t for t in topics]
@@ -231,6 +235,7 @@ class SinkConsumer:
                 # a stored position outside the log is reported, never silently reset:
                 # the log was replaced (topic recreated, broker data lost)
                 **{"auto.offset.reset": "error"},
+                **membership,
                 **(consumer_overrides or {}),
             )
         )
@@ -255,6 +260,7 @@ class SinkConsumer:
         self.totals = {"rows": 0, "dead": 0, "batches": 0, "skipped": 0}
         self._last_kafka_error = 0.0
         self._last_report = time.monotonic()
+        self.refused: str | None = None
 
     # --- signals and errors --------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
@@ -263,6 +269,14 @@ class SinkConsumer:
         self.stopping = True
 
     def _kafka_error(self, err: KafkaError) -> None:
+        refused = refusal(err, self.kafka.credential_variable)
+        if refused:
+            # a wrong password or CA does not heal by retrying: say so once and stop
+            if not self.stopping:
+                logger.error("%s", refused)
+                self.refused = refused
+            self.stopping = True
+            return
         if err.fatal():
             logger.error("fatal Kafka error: %s", err)
             self.stopping = True
@@ -279,7 +293,7 @@ class SinkConsumer:
         wanted = [(p.topic, p.partition) for p in partitions]
         positions = self._retry_pg("reading stored positions", self.sink.stored_state, wanted)
         if positions is None:  # stopping while PostgreSQL is down: read nothing
-            consumer.assign(partitions)
+            self._take(consumer, partitions)
             consumer.pause(partitions)
             return
         ids = self._topic_ids(sorted({p.topic for p in partitions}))
@@ -303,7 +317,7 @@ class SinkConsumer:
                 self._halt(halt)
             else:
                 self.metrics.halted.labels(topic=p.topic, partition=str(p.partition)).set(0)
-        consumer.assign(partitions)
+        self._take(consumer, partitions)
         if halted:
             consumer.pause(halted)
         self.assignment |= set(wanted)
@@ -314,6 +328,19 @@ class SinkConsumer:
                 for p in partitions
             ),
         )
+
+    @staticmethod
+    def _cooperative(consumer: Consumer) -> bool:
+        return bool(consumer.rebalance_protocol() == "COOPERATIVE")
+
+    def _take(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start fetching `partitions` at the offsets set on them: under the
+        cooperative protocol they add to the assignment, under the eager one they are
+        the whole of it."""
+        if self._cooperative(consumer):
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
 
     # --- offset reuse: the stored position must belong to the log Kafka has -----------
     def _topic_ids(self, topics: list[str]) -> dict[str, str]:
@@ -513,6 +540,8 @@ class SinkConsumer:
             self.totals["dead"],
             self.totals["batches"],
         )
+        if self.refused:
+            raise SystemExit(f"error: {self.refused}")
         return 0
 
     def _poll_once(self) -> None:
@@ -776,7 +805,12 @@ class SinkConsumer:
                 # re-assigning sets every fetch position at once, whatever state the
                 # fetcher is in (a seek right after resume can race with it)
                 self.consumer.resume(parts)
-                self.consumer.assign(parts)
+                if self._cooperative(self.consumer):
+                    # the same reset without leaving the group's cooperative protocol
+                    self.consumer.incremental_unassign(parts)
+                    self.consumer.incremental_assign(parts)
+                else:
+                    self.consumer.assign(parts)
                 halted = [TopicPartition(t, p) for t, p in sorted(self.halted)]
                 if halted:
                     self.consumer.pause(halted)
@@ -932,6 +966,12 @@ def build_parser() -> argparse.ArgumentParser:
         "roll rows and positions back together, and they are re-read from Kafka)",
     )
     parser.add_argument(
+        "--instance-id",
+        default=os.environ.get("CONSUMER_INSTANCE_ID") or None,
+        help="static group membership under this id, unique per consumer process "
+        "(env CONSUMER_INSTANCE_ID; default none: dynamic membership)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=0,
@@ -950,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka = KafkaSettings()
         postgres = PostgresSettings()
     except ValueError as exc:
-        sys.stderr.write(f"error: bad settings in the environment: {_one_line(exc)}\n")
+        sys.stderr.write(f"error: bad settings in the environment: {settings_error(exc)}\n")
         return 2
     consumer = SinkConsumer(
         kafka,
@@ -965,6 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
         min_timestamp=args.min_timestamp,
         synchronous_commit=args.synchronous_commit == "on",
         metrics_port=args.metrics_port or None,
+        instance_id=args.instance_id,
     )
     signal.signal(signal.SIGTERM, consumer.request_stop)
     signal.signal(signal.SIGINT, consumer.request_stop)

@@ -22,9 +22,9 @@ from confluent_kafka import KafkaError, Producer
 
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp, number
-from streaming.clients import producer_config
+from streaming.clients import producer_config, refusal
 from streaming.metrics import SimulatorMetrics
-from streaming.settings import KafkaSettings
+from streaming.settings import KafkaSettings, settings_error
 from streaming.simulator import Message, Simulator, SimulatorConfig
 
 __all__ = ["main", "run"]
@@ -142,7 +142,18 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     ledger: IO[str] | None = args.ledger.open("w", encoding="utf-8") if args.ledger else None
-    producer = Producer(producer_config(kafka, "smart-access-simulator", error_cb=_log_kafka_error))
+    refused: list[str] = []
+
+    def kafka_error(err: KafkaError) -> None:
+        nonlocal stopping
+        reason = refusal(err, kafka.credential_variable)
+        if reason is None:
+            logger.warning("Kafka: %s (the client keeps retrying)", err.str())
+        elif not refused:  # a wrong password or CA does not heal by retrying
+            refused.append(reason)
+            stopping = True
+
+    producer = Producer(producer_config(kafka, "smart-access-simulator", error_cb=kafka_error))
 
     def delivered(message: Message) -> Any:
         def callback(err: KafkaError | None, msg: Any) -> None:
@@ -216,9 +227,12 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
                 _progress(stats, terminal)
                 last_progress = now
     finally:
-        remaining = producer.flush(30)
+        remaining = producer.flush(0 if refused else 30)
         if ledger is not None:
             ledger.close()
+    if refused:
+        sys.stderr.write(f"error: {refused[0]}\n")
+        return 1
     if terminal:
         sys.stdout.write("\n")
     elapsed = time.monotonic() - stats.started
@@ -244,17 +258,13 @@ def _progress(stats: _Stats, terminal: bool) -> None:
         logger.info(line)
 
 
-def _log_kafka_error(err: KafkaError) -> None:
-    logger.warning("Kafka: %s (the client keeps retrying)", err.str())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
         kafka = KafkaSettings()
     except ValueError as exc:
-        sys.stderr.write(f"error: bad Kafka settings in the environment: {exc}\n")
+        sys.stderr.write(f"error: bad Kafka settings in the environment: {settings_error(exc)}\n")
         return 2
     if args.ledger is not None and not args.ledger.parent.is_dir():
         sys.stderr.write(f"error: --ledger: folder {args.ledger.parent} does not exist\n")

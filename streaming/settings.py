@@ -6,12 +6,26 @@ PGDATABASE); Kafka uses KAFKA_BOOTSTRAP_SERVERS plus optional security settings.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["KafkaSettings", "PostgresSettings"]
+__all__ = ["KafkaSettings", "PostgresSettings", "settings_error"]
+
+
+def settings_error(exc: Exception) -> str:
+    """A settings ValidationError in one line: each problem's message, joined."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return " ".join(str(exc).split())
+    parts = []
+    for error in errors():
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where and "=" not in message else message)
+    return "; ".join(parts)
 
 
 class PostgresSettings(BaseSettings):
@@ -66,6 +80,30 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_ca_location: str | None = None
+    # the variable a user fixes when the login is refused (the stack sets each
+    # service's KAFKA_SASL_PASSWORD from KAFKA_<ROLE>_PASSWORD and names it here)
+    credential_variable: str = "KAFKA_SASL_PASSWORD"
+
+    @field_validator("ssl_ca_location")
+    @classmethod
+    def _ca_exists(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(
+                f"KAFKA_SSL_CA_LOCATION={value}: no such file; point it at the cluster's CA "
+                "certificate (the embedded stack writes .stack/kafka/tls/ca.crt)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_USERNAME "
+                "and KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by every client of the platform."""

@@ -52,15 +52,25 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+def replicated(config: dict[str, str], replication: int) -> dict[str, str]:
+    """A topic's config on `replication` replicas: with three or more, a write needs
+    two in sync (acks=all), so one broker may fail without losing or refusing one."""
+    return {**config, "min.insync.replicas": "2" if replication >= 3 else "1"}
+
+
 def ensure_topics(
-    kafka_config: dict[str, Any], timeout: float = 30.0, prefix: str = ""
+    kafka_config: dict[str, Any],
+    timeout: float = 30.0,
+    prefix: str = "",
+    replication: int | None = None,
 ) -> list[str]:
     """Create missing topics and align the configs of existing ones.
 
     Returns the names of the topics created now. Existing topics keep their data;
     a partition count lower than the spec is raised (Kafka cannot lower it).
     `prefix` names a separate set of the same topics (an environment sharing the
-    cluster: `staging.smart-access.events`, ...).
+    cluster: `staging.smart-access.events`, ...). `replication`: replicas of a new
+    topic; default as many as the cluster has brokers, up to 3.
     """
     from confluent_kafka.admin import (
         AdminClient,
@@ -73,14 +83,18 @@ def ensure_topics(
     )
 
     admin = AdminClient(kafka_config)
-    specs = tuple(TopicSpec(prefix + s.name, s.partitions, s.config) for s in TOPICS)
-    existing = admin.list_topics(timeout=timeout).topics
+    metadata = admin.list_topics(timeout=timeout)
+    replicas = replication or max(1, min(3, len(metadata.brokers)))
+    specs = tuple(
+        TopicSpec(prefix + s.name, s.partitions, replicated(s.config, replicas)) for s in TOPICS
+    )
+    existing = metadata.topics
     missing = [spec for spec in specs if spec.name not in existing]
     created: list[str] = []
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+                NewTopic(s.name, s.partitions, replication_factor=replicas, config=s.config)
                 for s in missing
             ],
             request_timeout=timeout,
