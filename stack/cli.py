@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from stack import airflow, exporters, kafka, postgres, prometheus
-from stack.config import AIRFLOW_DATABASE, DATABASE, StackConfig, StackError, write_private
+from stack.config import (
+    AIRFLOW_DATABASE,
+    DATABASE,
+    REPO_ROOT,
+    StackConfig,
+    StackError,
+    load_env_file,
+    write_private,
+)
 from stack.migrate import apply_migrations
 from stack.services import Service, services, supervisord_conf
 
@@ -425,7 +434,8 @@ def cmd_status(config: StackConfig) -> None:
     if not info:
         _say("\nsupervisord is not running: `make up` starts the stack")
     else:
-        _say(f"\nlogs: {config.log_dir}  (make logs)")
+        _say("\n" + kafka_health(config))
+        _say(f"logs: {config.log_dir}  (make logs)")
 
 
 def _named(config: StackConfig, names: list[str]) -> list[str]:
@@ -467,6 +477,39 @@ def cmd_wipe(config: StackConfig) -> None:
     _say(f"removed {config.root}")
 
 
+def cmd_kafka_env(config: StackConfig, role: str) -> None:
+    """`eval "$(python -m stack kafka-env operator)"` and then run e.g. the redrive."""
+    from streaming.principals import PRINCIPALS
+
+    roles = [p.role for p in PRINCIPALS]
+    if role not in roles:
+        raise StackError(f"no Kafka principal {role!r}; one of: {', '.join(roles)}")
+    for key, value in config.kafka_env(role).items():
+        _say(f"export {key}={shlex.quote(value)}")
+
+
+def kafka_health(config: StackConfig, timeout: float = 5.0) -> str:
+    """One line: brokers up of those expected, the active controller, partitions under-
+    replicated and offline, as the cluster's metadata says."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**config.kafka_client("inspector"), "log_level": 0})
+    try:
+        cluster = admin.describe_cluster(request_timeout=timeout).result()
+        metadata = admin.list_topics(timeout=timeout)
+    except Exception as exc:  # down, refused: the line says so, status goes on
+        return f"kafka: no answer from {config.kafka_bootstrap} ({str(exc)[:120]})"
+    parts = [p for t in metadata.topics.values() for p in t.partitions.values()]
+    under = sum(len(p.isrs) < len(p.replicas) for p in parts)
+    offline = sum(p.leader < 0 for p in parts)
+    expected = "" if config.kafka_external else f" of {config.kafka_brokers}"
+    controller = cluster.controller.id if cluster.controller is not None else "none"
+    return (
+        f"kafka: {len(cluster.nodes)}{expected} brokers up, controller {controller}, "
+        f"{under} under-replicated and {offline} offline of {len(parts)} partitions"
+    )
+
+
 def cmd_migrate(config: StackConfig) -> None:
     applied = apply_migrations(config.admin_dsn(), config.role_passwords)
     _say(f"applied {', '.join(applied)}" if applied else "schema is up to date")
@@ -495,12 +538,22 @@ def main(argv: list[str] | None = None) -> int:
         one = sub.add_parser(action, help=f"{action} services of a running stack")
         one.add_argument("services", nargs="*", metavar="SERVICE", help="e.g. consumer")
     sub.add_parser("wipe", help="delete the stack's data (stack must be down)")
+    env = sub.add_parser(
+        "kafka-env", help="print `export KAFKA_...` lines to run a tool as a Kafka principal"
+    )
+    env.add_argument(
+        "role",
+        nargs="?",
+        default="operator",
+        help="principal of streaming/principals.py (default operator: redrive, replay)",
+    )
     sub.add_parser("migrate", help="apply database migrations")
     cli = sub.add_parser("airflow", help="run the airflow CLI against the stack's Airflow")
     cli.add_argument("args", nargs=argparse.REMAINDER, help="e.g. dags unpause DAG_ID")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        load_env_file(REPO_ROOT / ".env")  # the user's settings; the shell's win
         config = StackConfig.from_env()
         if args.command == "up":
             cmd_up(config)
@@ -516,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_wipe(config)
         elif args.command == "migrate":
             cmd_migrate(config)
+        elif args.command == "kafka-env":
+            cmd_kafka_env(config, args.role)
         elif args.command == "airflow":
             cmd_airflow(config, args.args)
     except StackError as exc:

@@ -40,6 +40,29 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)  # an existing file keeps its old mode through O_CREAT
 
 
+def load_env_file(path: Path, environ: dict[str, str] | os._Environ[str] = os.environ) -> list[str]:
+    """Read KEY=VALUE lines of `path` (a `.env`) into `environ` without overriding
+    what is already set; returns the keys taken. Quotes around a value are removed;
+    blank lines and # comments are skipped."""
+    if not path.is_file():
+        return []
+    taken = []
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise StackError(f"{path}:{number}: expected KEY=VALUE, got {raw.strip()[:40]!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key not in environ:
+            environ[key] = value
+            taken.append(key)
+    return taken
+
+
 class StackError(RuntimeError):
     """A problem the user can fix; its message is one line saying what and how."""
 

@@ -157,3 +157,114 @@ class EphemeralKafka:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class EphemeralKafkaCluster:
+    """Several KRaft nodes (each a broker and a controller) on free ports, optionally
+    with SCRAM over TLS and the platform's ACLs (`auth="scram"`)."""
+
+    root: Path
+    nodes: list[kafka.KafkaNode]
+    auth: str = "none"
+    passwords: dict[str, str] = field(default_factory=dict)
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, brokers: int = 3, auth: str = "none", create_topics: bool = True
+    ) -> EphemeralKafkaCluster:
+        from streaming import principals
+
+        kafka.ensure_jars()
+        root = make_tempdir("smart-access-kafka-cluster-")
+        ports = [free_port() for _ in range(2 * brokers)]
+        passwords = principals.passwords({})
+        nodes = [  # free ports are not evenly spaced: each node gets its own pair
+            kafka.KafkaNode(i + 1, ports[2 * i], ports[2 * i + 1], root / f"node-{i + 1}")
+            for i in range(brokers)
+        ]
+        kafka.prepare_nodes(root, nodes, auth=auth, admin_password=passwords["admin"])
+        cluster = cls(root=root, nodes=nodes, auth=auth, passwords=passwords)
+        for node in nodes:
+            cluster.start_node(node.node_id, wait=False)
+        kafka.wait_ready(cluster.bootstrap, client=cluster.client_config(), brokers=brokers)
+        if create_topics:
+            from streaming.topics import ensure_topics
+
+            ensure_topics(cluster.client_config())
+        if auth == "scram":
+            principals.ensure_principals(cluster.client_config(), passwords)
+        return cluster
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "tls" / "ca.crt"
+
+    def client_config(self, role: str = "admin") -> dict[str, str]:
+        """librdkafka settings logging in as `role` (with auth), or plaintext."""
+        from streaming import principals
+
+        config = {"bootstrap.servers": self.bootstrap}
+        if self.auth == "scram":
+            config |= {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": principals.SCRAM_MECHANISM,
+                "sasl.username": principals.username(role),
+                "sasl.password": self.passwords[role],
+                "ssl.ca.location": str(self.ca_cert),
+            }
+        return config
+
+    def env(self, role: str = "admin") -> dict[str, str]:
+        """KAFKA_* variables for a platform process logging in as `role`."""
+        from streaming import principals
+
+        config = self.client_config(role)
+        env = {"KAFKA_BOOTSTRAP_SERVERS": config["bootstrap.servers"]}
+        if self.auth == "scram":
+            env |= {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": principals.SCRAM_MECHANISM,
+                "KAFKA_SASL_USERNAME": principals.username(role),
+                "KAFKA_SASL_PASSWORD": self.passwords[role],
+                "KAFKA_SSL_CA_LOCATION": str(self.ca_cert),
+                "KAFKA_CREDENTIAL_VARIABLE": principals.password_variable(role),
+            }
+        return env
+
+    def node(self, node_id: int) -> kafka.KafkaNode:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def start_node(self, node_id: int, wait: bool = True) -> None:
+        node = self.node(node_id)
+        log = (node.directory / "kafka.log").open("ab")
+        self.procs[node_id] = subprocess.Popen(
+            kafka.server_command(node.directory), stdout=log, stderr=subprocess.STDOUT
+        )
+        if wait:
+            kafka.wait_ready(
+                f"127.0.0.1:{node.port}",
+                client={**self.client_config(), "bootstrap.servers": f"127.0.0.1:{node.port}"},
+                proc=self.procs[node_id],
+            )
+
+    def stop_node(self, node_id: int, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM is a controlled shutdown (leaders move first); SIGKILL a crash."""
+        proc = self.procs.pop(node_id, None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def destroy(self) -> None:
+        for node_id in list(self.procs):
+            self.stop_node(node_id, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -305,6 +305,19 @@ def prepare(
     all; with auth the admin's SCRAM credential is in the bootstrap metadata)."""
     check_profile(kafka_dir, brokers, auth)
     nodes = cluster_nodes(kafka_dir, brokers, port, controller_port, step)
+    prepare_nodes(kafka_dir, nodes, auth=auth, admin_password=admin_password)
+    return nodes
+
+
+def prepare_nodes(
+    kafka_dir: Path,
+    nodes: list[KafkaNode],
+    *,
+    auth: str = "none",
+    admin_password: str | None = None,
+) -> None:
+    """Write the configs of `nodes` (one cluster) and format whichever are new."""
+    brokers = len(nodes)
     tls = ensure_tls(kafka_dir / "tls", [n.node_id for n in nodes]) if auth == "scram" else {}
     quorum = voters(nodes)
     kafka_dir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +362,6 @@ def prepare(
             if result.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
         write_private(kafka_dir / "profile.json", json.dumps({"brokers": brokers, "auth": auth}))
-    return nodes
 
 
 def _existing_cluster_id(nodes: list[KafkaNode]) -> str | None:

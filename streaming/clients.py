@@ -23,16 +23,15 @@ class ClientRefused(RuntimeError):
 def refusal(err: Any, credential_variable: str = "KAFKA_SASL_PASSWORD") -> str | None:
     """One line naming what to fix when `err` (a KafkaError) means the client's
     credentials or TLS settings are wrong; None for errors that pass (a broker down)."""
-    from confluent_kafka import KafkaError
-
+    # Matched on the message, not the code alone: a broker shutting down also gives
+    # SSL and authentication codes, and those pass.
     text = err.str() if hasattr(err, "str") else str(err)
-    code = err.code() if hasattr(err, "code") else None
-    if code == KafkaError._AUTHENTICATION or "Authentication failed" in text:
+    if "Authentication failed" in text or "invalid credentials" in text:
         return (
             f"Kafka refused the login ({text.split(': ', 1)[-1][:160]}); "
             f"check {credential_variable} and KAFKA_SASL_USERNAME"
         )
-    if code == KafkaError._SSL or "certificate verify failed" in text:
+    if "certificate verify failed" in text:
         return (
             f"Kafka's TLS handshake failed ({text[:160]}); set KAFKA_SSL_CA_LOCATION to "
             "the cluster's CA certificate (the embedded stack's is .stack/kafka/tls/ca.crt)"

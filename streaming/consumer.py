@@ -226,19 +226,20 @@ class SinkConsumer:
         )
         self.sink = PostgresSink(postgres_dsn, group, self.client_id, synchronous_commit)
         self.dlq = DeadLetterQueue(kafka, self.client_id, topic=topic_prefix + DLQ)
-        self.consumer = Consumer(
-            consumer_config(
-                kafka,
-                group,
-                self.client_id,
-                error_cb=self._kafka_error,
-                # a stored position outside the log is reported, never silently reset:
-                # the log was replaced (topic recreated, broker data lost)
-                **{"auto.offset.reset": "error"},
-                **membership,
-                **(consumer_overrides or {}),
-            )
+        config = consumer_config(
+            kafka,
+            group,
+            self.client_id,
+            error_cb=self._kafka_error,
+            # a stored position outside the log is reported, never silently reset:
+            # the log was replaced (topic recreated, broker data lost)
+            **{"auto.offset.reset": "error"},
+            **membership,
+            **(consumer_overrides or {}),
         )
+        # the protocol decides how the rebalance callbacks change the assignment
+        self.cooperative = "cooperative" in str(config.get("partition.assignment.strategy"))
+        self.consumer = Consumer(config)
         self.admin = AdminClient({**kafka.client_config(), "log_level": 3})
         self.group_flag = "" if group == CONSUMER_GROUP else f" --group {group}"
         self.prefix_flag = f" --topic-prefix {topic_prefix}" if topic_prefix else ""
@@ -321,6 +322,8 @@ class SinkConsumer:
         if halted:
             consumer.pause(halted)
         self.assignment |= set(wanted)
+        if not partitions:  # a cooperative rebalance that gave this member nothing new
+            return
         logger.info(
             "assigned %s",
             ", ".join(
@@ -329,15 +332,11 @@ class SinkConsumer:
             ),
         )
 
-    @staticmethod
-    def _cooperative(consumer: Consumer) -> bool:
-        return bool(consumer.rebalance_protocol() == "COOPERATIVE")
-
     def _take(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start fetching `partitions` at the offsets set on them: under the
         cooperative protocol they add to the assignment, under the eager one they are
         the whole of it."""
-        if self._cooperative(consumer):
+        if self.cooperative:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
@@ -805,7 +804,7 @@ class SinkConsumer:
                 # re-assigning sets every fetch position at once, whatever state the
                 # fetcher is in (a seek right after resume can race with it)
                 self.consumer.resume(parts)
-                if self._cooperative(self.consumer):
+                if self.cooperative:
                     # the same reset without leaving the group's cooperative protocol
                     self.consumer.incremental_unassign(parts)
                     self.consumer.incremental_assign(parts)

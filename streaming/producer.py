@@ -227,7 +227,10 @@ def run(args: argparse.Namespace, kafka: KafkaSettings) -> int:
                 _progress(stats, terminal)
                 last_progress = now
     finally:
-        remaining = producer.flush(0 if refused else 30)
+        deadline = time.monotonic() + 30
+        remaining = len(producer)
+        while remaining and not refused and time.monotonic() < deadline:
+            remaining = producer.flush(0.5)
         if ledger is not None:
             ledger.close()
     if refused:
