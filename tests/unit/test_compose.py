@@ -3,7 +3,10 @@
 Both compose files validate against the Compose Specification; their references
 hold (depends_on, variables, ports, healthchecks, what the Dockerfiles copy); and
 they describe the same platform as `make up`: topics, databases, roles, ports, the
-DAG, and the Kafka and Airflow versions pinned for the embedded stack.
+DAG, and the Kafka and Airflow versions pinned for the embedded stack. That holds for
+each Kafka profile: one plaintext node (no variables), the three-node cluster and
+SCRAM over TLS, whose variables the Kafka file's header documents; the scripts the
+Kafka containers run are run here in bash against stand-ins for the image's tools.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import yaml
 
 from stack.airflow import METADATA_ROLE
 from stack.config import AIRFLOW_DATABASE, DATABASE, DEFAULT_ROLE_PASSWORDS, StackConfig
-from stack.kafka import server_properties
+from stack.kafka import TlsFiles, node_cn, server_properties
+from streaming.principals import ACLS, ADMIN, PRINCIPALS, password_variable
 from streaming.topics import CONSUMER_GROUP, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +48,21 @@ CONTRACT_HOST_PORTS = {
     ("dashboard", 8501),
     ("postgres", 5432),
 }
+# The Kafka profiles as docker-compose.kafka.yml's header documents them (for `.env`).
+CLUSTER_ENV = {"COMPOSE_PROFILES": "cluster", "KAFKA_BROKERS": "3", "KAFKA_MIN_ISR": "2"}
+SCRAM_ENV = {"KAFKA_TLS": "SSL"}
+PROFILES = {"one node": {}, "cluster": CLUSTER_ENV, "scram": SCRAM_ENV}
+PROFILES["cluster with scram"] = CLUSTER_ENV | SCRAM_ENV
+NODES = {"kafka": 1, "kafka-2": 2, "kafka-3": 3}
+CLUSTER_BOOTSTRAP = "kafka:19092,kafka-2:19092,kafka-3:19092"
+QUORUM = "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+SECRETS = "/etc/kafka/secrets"
+CA = f"{SECRETS}/ca.crt"
+# What the image keeps out of server.properties (kafka.docker.KafkaDockerWrapper).
+IMAGE_EXCLUDED = {"KAFKA_VERSION", "KAFKA_HEAP_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_OPTS"}
+IMAGE_EXCLUDED |= {"KAFKA_JMX_OPTS", "KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_GC_LOG_OPTS"}
+IMAGE_EXCLUDED |= {"KAFKA_LOG4J_ROOT_LOGLEVEL", "KAFKA_LOG4J_LOGGERS"}
+IMAGE_EXCLUDED |= {"KAFKA_TOOLS_LOG4J_LOGLEVEL", "KAFKA_JMX_HOSTNAME"}
 _TOKEN = re.compile(
     r"\$\$"  # an escaped dollar
     r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^{}$]*))?\}"
@@ -148,10 +167,23 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def host_ports(path: Path, env: dict[str, str]) -> list[tuple[str, int, int]]:
-    """(service, host port, container port) of every published port."""
+def active(path: Path, profiles: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """The services `docker compose up` starts with these profiles enabled."""
+    return {
+        name: service
+        for name, service in services(path).items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
+
+
+def host_ports(
+    path: Path, env: dict[str, str], profiles: tuple[str, ...] | None = None
+) -> list[tuple[str, int, int]]:
+    """(service, host port, container port) of every published port (of the services
+    of `profiles`; of every service when None)."""
     published = []
-    for name, service in services(path).items():
+    chosen = services(path) if profiles is None else active(path, profiles)
+    for name, service in chosen.items():
         for entry in service.get("ports", []):
             assert isinstance(entry, str), f"{name}: use the short 'HOST:CONTAINER' form"
             host, container = interpolate(entry, env).rsplit(":", 1)
@@ -165,6 +197,78 @@ def one_shots(data: dict[str, Any]) -> set[str]:
 
 def kafka_env() -> dict[str, str]:
     return environment(services(KAFKA_FILE)["kafka"])
+
+
+def rendered(service: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """A service's environment as compose hands it to the container."""
+    return {key: interpolate(value, env) for key, value in environment(service).items()}
+
+
+def run_env(path: Path, env: dict[str, str]) -> dict[str, str]:
+    """What compose interpolates `path` with: the Airflow half always gets .env.airflow."""
+    return env_values() | env if path == AIRFLOW_FILE else env
+
+
+def image_properties(env: dict[str, str]) -> dict[str, str]:
+    """server.properties as the apache/kafka image writes it from KAFKA_* variables:
+    the prefix goes, `_` becomes `.`, then `...` becomes `-` and `..` becomes `_`."""
+    properties = {}
+    for name, value in env.items():
+        if not name.startswith("KAFKA_") or name in IMAGE_EXCLUDED:
+            continue
+        key = name.removeprefix("KAFKA_").lower().replace("_", ".")
+        properties[key.replace("...", "-").replace("..", "_")] = value
+    return properties
+
+
+def node_properties(name: str, env: dict[str, str]) -> dict[str, str]:
+    return image_properties(rendered(services(KAFKA_FILE)[name], env))
+
+
+def embedded_properties(node_id: int, brokers: int, tls: bool) -> dict[str, str]:
+    """The embedded stack's configuration of the same node (stack/kafka.py)."""
+    files = TlsFiles(Path(CA), Path(f"{SECRETS}/{node_cn(node_id)}.p12"), "generated")
+    text = server_properties(
+        Path("/data"),
+        9092,
+        9093,
+        node_id=node_id,
+        brokers=brokers,
+        tls=files if tls else None,
+        admin_password="kafka-admin" if tls else None,
+    )
+    return dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+
+
+def assert_same_broker_settings(compose: dict[str, str], embedded: dict[str, str]) -> None:
+    # Where a node listens and keeps its log differs by design (listeners are checked
+    # on their own); the keystore's password is generated, read at start.
+    skipped = {"log.dirs", "controller.quorum.voters", "ssl.keystore.password", "ssl.key.password"}
+    compared = 0
+    for key, value in embedded.items():
+        if "listener" in key or key in skipped:
+            continue
+        assert compose.get(key) == value, f"{key}: compose {compose.get(key)!r}, embedded {value!r}"
+        compared += 1
+    assert compared >= 10
+
+
+def script(name: str, env: dict[str, str]) -> str:
+    """The bash script a service runs (`bash -c SCRIPT`), as compose passes it."""
+    command = services(KAFKA_FILE)[name]["command"]
+    assert command[:2] == ["bash", "-c"], f"{name} runs {command[:2]}"
+    return interpolate(command[2], env)
+
+
+def run_bash(text: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", text],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def internal_bootstrap() -> str:
@@ -248,15 +352,21 @@ def test_every_long_running_service_has_a_healthcheck_and_a_restart_policy(path:
         assert check and not check.get("disable") and check.get("test"), f"{name}: healthcheck"
 
 
+# `${VAR:+text}` is text when VAR is set, else empty: never an error.
+SAFE_WHEN_UNSET = {":-", "-", ":+"}
+
+
 def test_kafka_file_starts_without_an_env_file() -> None:
-    for name, ops in references(KAFKA_FILE).items():
-        assert ops <= {":-", "-"}, f"{name} needs a default in docker-compose.kafka.yml"
+    found = references(KAFKA_FILE)
+    for name, ops in found.items():
+        assert ops <= SAFE_WHEN_UNSET, f"{name} needs a default in docker-compose.kafka.yml"
+    assert {"KAFKA_BROKERS", "KAFKA_TLS", "KAFKA_MIN_ISR", "KAFKA_ADMIN_PASSWORD"} <= set(found)
 
 
 def test_every_airflow_variable_is_defined_or_has_a_default() -> None:
     defined = env_values()
     for name, ops in references(AIRFLOW_FILE).items():
-        if ops <= {":-", "-"}:
+        if ops <= SAFE_WHEN_UNSET:
             continue
         assert defined.get(name), f"{name} is used without a default and is not in .env.airflow"
 
@@ -291,7 +401,8 @@ def test_airflow_file_interpolates_with_the_env_file() -> None:
 
 
 def test_no_host_port_clashes_across_both_files() -> None:
-    for env in ({}, env_values()):
+    # every service of every profile at once, as the cluster runs them
+    for env in ({}, env_values(), CLUSTER_ENV):
         published = [p for path in COMPOSE_FILES for p in host_ports(path, env)]
         ports = [host for _, host, _ in published]
         assert len(ports) == len(set(ports)), f"clash: {published}"
@@ -378,72 +489,363 @@ def test_commands_the_services_run_exist() -> None:
 # --- parity with the embedded stack -----------------------------------------------------
 
 
-def test_topic_init_creates_the_topics_of_streaming_topics() -> None:
-    init = services(KAFKA_FILE)["topic-init"]
-    assert init["build"]["dockerfile"] == "deploy/Dockerfile"
-    assert init["command"][:3] == ["python", "-m", "deploy.create_topics"]
-    assert "COPY streaming/ streaming/" in (ROOT / "deploy" / "Dockerfile").read_text()
+def _plan(env: dict[str, str]) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "deploy.create_topics", "--plan"],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
         timeout=60,
         check=True,
     )
-    plan = json.loads(result.stdout)
-    assert plan == [
+    plan: dict[str, Any] = json.loads(result.stdout)
+    return plan
+
+
+def test_topic_init_creates_the_topics_of_streaming_topics() -> None:
+    init = services(KAFKA_FILE)["topic-init"]
+    assert init["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert init["command"][:3] == ["python", "-m", "deploy.create_topics"]
+    assert "COPY streaming/ streaming/" in (ROOT / "deploy" / "Dockerfile").read_text()
+    plan = _plan(rendered(init, {}))
+    assert plan["topics"] == [
         {"name": s.name, "partitions": s.partitions, "config": s.config} for s in TOPICS
     ]
-    assert {t["name"] for t in plan} == {
+    assert {t["name"] for t in plan["topics"]} == {
         "smart-access.events",
         "smart-access.health",
         "smart-access.devices",
         "smart-access.dlq",
     }
+    assert plan["manage_principals"] is False, "a plaintext cluster has no principals"
+    # topics get their three replicas only once topic-init sees all three brokers
+    for env, brokers in (({}, "1"), (CLUSTER_ENV, "3")):
+        command = [interpolate(word, env) for word in init["command"]]
+        assert command[command.index("--brokers") + 1] == brokers
     for service in ("producer", "consumer"):
         depends = services(KAFKA_FILE)[service]["depends_on"]
         assert depends["topic-init"]["condition"] == "service_completed_successfully"
 
 
-def test_broker_settings_equal_the_embedded_broker() -> None:
-    embedded = dict(
-        line.split("=", 1)
-        for line in server_properties(Path("/data"), 9092, 9093).splitlines()
-        if line and not line.startswith("#")
+def test_topic_init_sets_the_principals_and_acls_of_streaming_principals() -> None:
+    init = services(KAFKA_FILE)["topic-init"]
+    env = rendered(init, SCRAM_ENV)
+    assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_USERNAME"]) == (
+        "SASL_SSL",
+        ADMIN.username,
     )
+    plan = _plan(env)
+    assert plan["manage_principals"] is True
+    assert plan["principals"] == [
+        {"username": f"smart-access-{p.role}", "password_variable": password_variable(p.role)}
+        for p in PRINCIPALS
+    ]
+    assert plan["acls"] == [
+        {
+            "principal": f"User:smart-access-{g.role}",
+            "resource": g.resource,
+            "name": g.name,
+            "pattern": g.pattern,
+            "operations": list(g.operations),
+        }
+        for g in ACLS
+    ]
+    # Each password reaches topic-init under the variable the plan names, with the
+    # documented local default; the admin logs in with the one it sets for itself.
+    for principal in PRINCIPALS:
+        assert env[password_variable(principal.role)] == principal.default_password
+    assert env["KAFKA_SASL_PASSWORD"] == env["KAFKA_ADMIN_PASSWORD"]
+    moved = rendered(init, SCRAM_ENV | {"KAFKA_ADMIN_PASSWORD": "s3cret"})
+    assert moved["KAFKA_SASL_PASSWORD"] == moved["KAFKA_ADMIN_PASSWORD"] == "s3cret"
+
+
+def test_the_header_documents_the_profile_variables() -> None:
+    header = KAFKA_FILE.read_text().split("\nname:", 1)[0]
+    documented = dict(re.findall(r"^#\s{3,}([A-Z_]+)=(\S+)$", header, re.M))
+    assert documented == CLUSTER_ENV | SCRAM_ENV
+    assert "--env-file .env.airflow --env-file .env" in " ".join(header.replace("#", "").split())
+
+
+def test_broker_settings_equal_the_embedded_broker() -> None:
+    props = node_properties("kafka", {})
+    assert_same_broker_settings(props, embedded_properties(1, brokers=1, tls=False))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@kafka:9093"
     env = kafka_env()
-    for key, value in embedded.items():
-        if "listener" in key or key in {"log.dirs", "controller.quorum.voters"}:
-            continue  # where the broker listens differs by design
-        variable = "KAFKA_" + key.upper().replace(".", "_")
-        assert env.get(variable) == value, f"{variable} differs from {key}={value}"
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16, "CLUSTER_ID: a UUID"
+    # Without KAFKA_TLS a node has no authorizer, SASL or TLS: what only those read stays
+    # empty, but for the super users and the certificate mapping (no file, no secret).
+    embedded = embedded_properties(1, brokers=1, tls=False)
+    extra = {k: v for k, v in props.items() if k not in embedded and v and "listener" not in k}
+    # one node spells out Kafka's own defaults, which the cluster raises to 3 and 2
+    assert extra.pop("default.replication.factor") == extra.pop("min.insync.replicas") == "1"
+    assert set(extra) == {"super.users", "ssl.principal.mapping.rules"}, extra
+    assert props["authorizer.class.name"] == props["sasl.enabled.mechanisms"] == ""
+    assert set(props["listener.security.protocol.map"].split(",")) == {
+        "INTERNAL:PLAINTEXT",
+        "HOST:PLAINTEXT",
+        "CONTROLLER:PLAINTEXT",
+    }
+
+
+def test_cluster_profile_nodes_equal_the_embedded_cluster() -> None:
+    cluster = active(KAFKA_FILE, ("cluster",))
+    assert set(NODES) <= set(cluster)
+    assert set(NODES) - set(active(KAFKA_FILE)) == {"kafka-2", "kafka-3"}, "one node by default"
+    for name, node_id in NODES.items():
+        props = node_properties(name, CLUSTER_ENV)
+        assert_same_broker_settings(props, embedded_properties(node_id, brokers=3, tls=False))
+        assert props["controller.quorum.voters"] == QUORUM, f"{name}: a quorum of all three"
+        assert props["node.id"] == str(node_id)
+        assert props["default.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+        advertised = dict(i.split("://", 1) for i in props["advertised.listeners"].split(","))
+        assert advertised["INTERNAL"] == f"{name}:19092", f"{name} advertises another host"
+
+
+def test_cluster_nodes_are_long_running_with_their_own_health_and_storage() -> None:
+    kafka = services(KAFKA_FILE)
+    volumes = set()
+    for name in NODES:
+        node = kafka[name]
+        assert node["image"] == kafka["kafka"]["image"], f"{name} runs another Kafka"
+        assert node["restart"] == "unless-stopped", name
+        assert node["hostname"] == name
+        check = " ".join(node["healthcheck"]["test"])
+        assert f"--bootstrap-server {name}:19092" in check, f"{name} checks another broker"
+        assert "--command-config /tmp/smart-access-client.properties" in check
+        assert node["healthcheck"]["retries"] >= 3 and node["healthcheck"]["start_period"]
+        data = [v for v in node["volumes"] if v.endswith(":/var/lib/kafka/data")]
+        assert len(data) == 1, f"{name} keeps its log in one named volume"
+        volumes.add(data[0])
+        depends = node["depends_on"]["kafka-setup"]
+        assert depends["condition"] == "service_completed_successfully"
+        assert name == "kafka" or node["profiles"] == ["cluster"]
+    assert len(volumes) == 3, "each node has its own data volume"
+
+
+@pytest.mark.parametrize("brokers", [1, 3])
+def test_scram_nodes_equal_the_embedded_scram_brokers(brokers: int) -> None:
+    env = SCRAM_ENV | (CLUSTER_ENV if brokers == 3 else {})
+    nodes = NODES if brokers == 3 else {"kafka": 1}
+    for name, node_id in nodes.items():
+        props = node_properties(name, env)
+        embedded = embedded_properties(node_id, brokers=brokers, tls=True)
+        assert_same_broker_settings(props, embedded)
+        assert props["authorizer.class.name"].endswith(".StandardAuthorizer")
+        assert props["ssl.keystore.location"] == f"{SECRETS}/{node_cn(node_id)}.p12"
+        # clients and brokers: SCRAM over TLS; controllers: TLS with client certificates
+        protocols = dict(i.split(":") for i in props["listener.security.protocol.map"].split(","))
+        assert protocols == {"INTERNAL": "SASL_SSL", "HOST": "SASL_SSL", "CONTROLLER": "SSL"}
+        assert props["inter.broker.listener.name"] == "INTERNAL"
+        assert props["listener.name.controller.ssl.client.auth"] == "required"
+        # the brokers log in to each other as the admin, exactly as the embedded ones do
+        login = "listener.name.internal.scram-sha-512.sasl.jaas.config"
+        assert props[login] == embedded["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+        assert "listener.name.host.scram-sha-512.sasl.jaas.config" in props
+        assert props["super.users"].count("User:") == brokers + 1
+    moved = node_properties("kafka", env | {"KAFKA_ADMIN_PASSWORD": "s3cret"})
+    assert 'password="s3cret"' in moved["listener.name.internal.scram-sha-512.sasl.jaas.config"]
+
+
+def _sandbox(tmp_path: Path, text: str) -> str:
+    """The node start script with the image's paths in `tmp_path`: its storage tool and
+    start are stand-ins that record what they were given."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "secrets").mkdir(exist_ok=True)
+    (tmp_path / "secrets" / "keystore-password").write_text("generated-pw\n")
+    storage = tmp_path / "kafka-storage.sh"
+    storage.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" > {tmp_path}/format-args\n'
+        "while [ $# -gt 0 ]; do\n"
+        f'  [ "$1" != --config ] || cp "$2" {tmp_path}/formatted.properties\n'
+        "  shift\n"
+        "done\n"
+        f"touch {tmp_path}/data/meta.properties\n"
+    )
+    run = tmp_path / "run"
+    run.write_text('#!/bin/sh\necho "started; keystore password $KAFKA_SSL_KEYSTORE_PASSWORD"\n')
+    for stub in (storage, run):
+        stub.chmod(0o755)
+    for path, sandboxed in (
+        ("/tmp/", f"{tmp_path}/"),  # noqa: S108 - the script's own paths, moved
+        ("/var/lib/kafka/data", f"{tmp_path}/data"),
+        (SECRETS, f"{tmp_path}/secrets"),
+        ("/opt/kafka/bin/kafka-storage.sh", str(storage)),
+        ("/etc/kafka/docker/run", str(run)),
+    ):
+        assert path in text, f"the start script no longer uses {path}"
+        text = text.replace(path, sandboxed)
+    return text
+
+
+def test_node_start_formats_with_the_admin_credential_and_keeps_the_profile(
+    tmp_path: Path,
+) -> None:
+    env = CLUSTER_ENV | SCRAM_ENV
+    node = rendered(services(KAFKA_FILE)["kafka-2"], env)
+    started = run_bash(_sandbox(tmp_path, script("kafka-2", env)), node)
+    assert started.returncode == 0, started.stderr
+    assert "started; keystore password generated-pw" in started.stdout
+    args = (tmp_path / "format-args").read_text().splitlines()
+    assert args[:3] == ["format", "--cluster-id", node["CLUSTER_ID"]]
+    assert args[-2:] == [
+        "--add-scram",
+        "SCRAM-SHA-512=[name=smart-access-admin,password=kafka-admin]",
+    ]
+    # the storage is formatted from the same server.properties the image then writes
+    formatted = dict(
+        line.split("=", 1) for line in (tmp_path / "formatted.properties").read_text().splitlines()
+    )
+    password = {
+        "KAFKA_SSL_KEYSTORE_PASSWORD": "generated-pw",
+        "KAFKA_SSL_KEY_PASSWORD": "generated-pw",
+    }
+    assert formatted == image_properties(node | password)
+    assert not (tmp_path / "format.properties").exists(), "the rendered copy is removed"
+    client = (tmp_path / "smart-access-client.properties").read_text()
+    assert "security.protocol=SASL_SSL" in client and 'username="smart-access-admin"' in client
+
+    # a restart leaves the formatted store alone
+    (tmp_path / "format-args").unlink()
+    again = run_bash(_sandbox(tmp_path, script("kafka-2", env)), node)
+    assert again.returncode == 0 and not (tmp_path / "format-args").exists()
+
+    # the volume keeps its profile: the same node without KAFKA_TLS refuses to start
+    plain = rendered(services(KAFKA_FILE)["kafka-2"], CLUSTER_ENV)
+    refused = run_bash(_sandbox(tmp_path, script("kafka-2", CLUSTER_ENV)), plain)
+    assert refused.returncode == 1 and "started" not in refused.stdout
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+    assert "brokers=3 tls=SSL, not brokers=3 tls=none" in refused.stderr
+
+
+def test_a_plaintext_node_starts_as_the_image_does(tmp_path: Path) -> None:
+    node = rendered(services(KAFKA_FILE)["kafka"], {})
+    started = run_bash(_sandbox(tmp_path, script("kafka", {})), node)
+    assert started.returncode == 0, started.stderr
+    # the image formats it; no keystore password, no SCRAM
+    assert "started; keystore password \n" in started.stdout
+    assert not (tmp_path / "format-args").exists()
+    assert (tmp_path / "smart-access-client.properties").read_text() == (
+        "security.protocol=PLAINTEXT\n"
+    )
+    assert (tmp_path / "data" / "smart-access-profile").read_text() == "brokers=1 tls=none\n"
+    # a volume from before profiles (formatted, no record) counts as one plaintext node
+    (tmp_path / "data" / "smart-access-profile").unlink()
+    (tmp_path / "data" / "meta.properties").touch()
+    assert run_bash(_sandbox(tmp_path, script("kafka", {})), node).returncode == 0
+    cluster = rendered(services(KAFKA_FILE)["kafka"], CLUSTER_ENV)
+    refused = run_bash(_sandbox(tmp_path, script("kafka", CLUSTER_ENV)), cluster)
+    assert refused.returncode == 1 and "brokers=1 tls=none, not brokers=3" in refused.stderr
+
+
+def _setup(env: dict[str, str], tmp_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """kafka-setup's script; with `tmp_path`, its TLS volume there and a keytool that
+    logs its arguments and leaves a file wherever it would write one."""
+    text = script("kafka-setup", env)
+    extra = {}
+    if tmp_path is not None:
+        (tmp_path / "secrets").mkdir(exist_ok=True)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        keytool = bin_dir / "keytool"
+        keytool.write_text(
+            "#!/bin/sh\n"
+            f'echo "$*" >> {tmp_path}/keytool.log\n'
+            "previous=\n"
+            'for arg in "$@"; do\n'
+            '  case "$previous" in -keystore|-file) [ -s "$arg" ] || echo made > "$arg" ;; esac\n'
+            '  previous="$arg"\n'
+            "done\n"
+            'case "$1" in -certreq) echo request ;; -gencert) cat > /dev/null; echo cert ;; esac\n'
+        )
+        keytool.chmod(0o755)
+        assert SECRETS in text and "appuser:root" in text
+        text = text.replace(SECRETS, str(tmp_path / "secrets"))
+        text = text.replace("appuser:root", f"{os.getuid()}:{os.getgid()}")
+        extra = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    service = services(KAFKA_FILE)["kafka-setup"]
+    return run_bash(text, rendered(service, env) | extra)
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_kafka_setup_accepts_each_documented_profile(name: str, tmp_path: Path) -> None:
+    result = _setup(PROFILES[name], tmp_path)
+    assert result.returncode == 0, result.stderr
+    made = (tmp_path / "keytool.log").exists()
+    assert made == ("KAFKA_TLS" in PROFILES[name]), "TLS material only for KAFKA_TLS=SSL"
+
+
+def test_kafka_setup_makes_the_tls_material_once(tmp_path: Path) -> None:
+    assert _setup(SCRAM_ENV, tmp_path).returncode == 0
+    secrets = tmp_path / "secrets"
+    keys = ["ca.p12", "keystore-password", *(f"{node_cn(i)}.p12" for i in NODES.values())]
+    assert sorted(p.name for p in secrets.iterdir()) == sorted([*keys, "ca.crt"])
+    # the brokers' keys are theirs alone; the CA certificate is every client's
+    for key in keys:
+        assert (secrets / key).stat().st_mode & 0o777 == 0o600, key
+    assert (secrets / "ca.crt").stat().st_mode & 0o777 == 0o644
+    assert re.fullmatch(r"[0-9a-f]{48}", (secrets / "keystore-password").read_text())
+    calls = (tmp_path / "keytool.log").read_text().splitlines()
+    for name, node_id in NODES.items():
+        # each node's own key, signed by the CA for its host name (and localhost)
+        san = f"SAN=dns:{name},dns:localhost,ip:127.0.0.1"
+        signed = [c for c in calls if c.startswith("-gencert") and san in c]
+        assert len(signed) == 1 and "-alias ca " in signed[0], name
+        key = f"-dname CN={node_cn(node_id)} "
+        assert any(c.startswith("-genkeypair") and key in c for c in calls), name
+    # a second start keeps the material (and the brokers' trust in it)
+    password = (secrets / "keystore-password").read_text()
+    assert _setup(SCRAM_ENV, tmp_path).returncode == 0
+    assert (tmp_path / "keytool.log").read_text().splitlines() == calls
+    assert (secrets / "keystore-password").read_text() == password
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"KAFKA_BROKERS": "1"}, "KAFKA_BROKERS=1: it is 3, or unset"),
+        ({"KAFKA_BROKERS": "3"}, "KAFKA_BROKERS=3 needs KAFKA_MIN_ISR=2"),
+        ({"KAFKA_MIN_ISR": "2"}, "KAFKA_MIN_ISR=2 needs the cluster"),
+        ({"COMPOSE_PROFILES": "cluster"}, "COMPOSE_PROFILES=cluster and KAFKA_BROKERS=unset"),
+        ({"KAFKA_TLS": "on"}, "KAFKA_TLS=on: it is SSL"),
+        ({"KAFKA_AUTH": "scram"}, "KAFKA_AUTH=scram, but here KAFKA_TLS=SSL turns SCRAM on"),
+    ],
+)
+def test_kafka_setup_stops_inconsistent_variables_with_one_line(
+    env: dict[str, str], says: str
+) -> None:
+    result = _setup(env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert says in result.stderr and "docker-compose.kafka.yml's header" in result.stderr
 
 
 def test_kafka_listeners_serve_containers_and_the_host() -> None:
-    env = kafka_env()
+    env = rendered(services(KAFKA_FILE)["kafka"], {})
     listeners = dict(item.split("://", 1) for item in env["KAFKA_LISTENERS"].split(","))
     protocols = dict(
         item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
     )
     assert set(listeners) == set(protocols)
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners
-    advertised = dict(
-        item.split("://", 1)
-        for item in interpolate(env["KAFKA_ADVERTISED_LISTENERS"], {}).split(",")
-    )
+    advertised = dict(item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert advertised["HOST"] == "localhost:9092"
     assert listeners["HOST"] == ":9092"
     assert ("kafka", 9092, 9092) in host_ports(KAFKA_FILE, {})
-    moved = dict(
-        item.split("://", 1)
-        for item in interpolate(env["KAFKA_ADVERTISED_LISTENERS"], {"KAFKA_PORT": "19093"}).split(
-            ","
+    for name, variable, port in (
+        ("kafka", "KAFKA_PORT", 19093),
+        ("kafka-2", "KAFKA_2_PORT", 19193),
+        ("kafka-3", "KAFKA_3_PORT", 19293),
+    ):
+        moved = rendered(services(KAFKA_FILE)[name], {variable: str(port)})
+        host = dict(i.split("://", 1) for i in moved["KAFKA_ADVERTISED_LISTENERS"].split(","))
+        assert host["HOST"] == f"localhost:{port}", (
+            f"{name}: the advertised port follows {variable}"
         )
-    )
-    assert moved["HOST"] == "localhost:19093", "the advertised port follows KAFKA_PORT"
+        assert (name, port, 9092) in host_ports(KAFKA_FILE, {variable: str(port)})
     health = " ".join(services(KAFKA_FILE)["kafka"]["healthcheck"]["test"])
     assert "kafka-broker-api-versions.sh" in health and internal_bootstrap() in health
 
@@ -451,25 +853,125 @@ def test_kafka_listeners_serve_containers_and_the_host() -> None:
 def test_every_client_uses_the_internal_listener() -> None:
     bootstrap = internal_bootstrap()
     assert bootstrap == "kafka:19092"
-    seen = 0
-    for path in COMPOSE_FILES:
-        for name, service in services(path).items():
-            env = environment(service)
-            if "KAFKA_BOOTSTRAP_SERVERS" in env:
-                assert env["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap, name
-                seen += 1
-    assert seen >= 4  # topic-init, producer, consumer, dashboard (+ Airflow)
-    ui = environment(services(KAFKA_FILE)["kafka-ui"])
-    assert ui["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == bootstrap
-    conn = json.loads(
-        environment(services(AIRFLOW_FILE)["airflow-scheduler"])["AIRFLOW_CONN_SMART_ACCESS_KAFKA"]
+    for env, expected in (({}, bootstrap), (CLUSTER_ENV, CLUSTER_BOOTSTRAP)):
+        seen = 0
+        for path in COMPOSE_FILES:
+            for name, service in services(path).items():
+                values = rendered(service, run_env(path, env))
+                if "KAFKA_BOOTSTRAP_SERVERS" in values:
+                    assert values["KAFKA_BOOTSTRAP_SERVERS"] == expected, name
+                    seen += 1
+        assert seen >= 8  # topic-init, producer, consumer, dashboard, Airflow's components
+        ui = rendered(services(KAFKA_FILE)["kafka-ui"], env)
+        assert ui["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == expected
+        scheduler = rendered(
+            services(AIRFLOW_FILE)["airflow-scheduler"], run_env(AIRFLOW_FILE, env)
+        )
+        for conn in (
+            "AIRFLOW_CONN_SMART_ACCESS_KAFKA",
+            "AIRFLOW_CONN_SMART_ACCESS_KAFKA_DLQ_WATCHER",
+        ):
+            extra = json.loads(scheduler[conn])["extra"]
+            assert extra["bootstrap.servers"] == expected, conn
+    assert CLUSTER_BOOTSTRAP.split(",") == [f"{n}:19092" for n in NODES]
+
+
+# Which principal each client logs in as (streaming/principals.py), as in `make up`.
+CLIENT_ROLES = {
+    (KAFKA_FILE, "topic-init"): "admin",
+    (KAFKA_FILE, "producer"): "simulator",
+    (KAFKA_FILE, "consumer"): "consumer",
+    (AIRFLOW_FILE, "dashboard"): "inspector",
+    (AIRFLOW_FILE, "airflow-scheduler"): "inspector",
+    (AIRFLOW_FILE, "airflow-triggerer"): "inspector",
+}
+SASL_KEYS = ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SSL_CA_LOCATION")
+
+
+def _stack(tmp_path: Path, env: dict[str, str]) -> StackConfig:
+    return StackConfig.from_env({"SMART_ACCESS_STACK_DIR": str(tmp_path), **env})
+
+
+def test_clients_log_in_as_the_embedded_stacks_principals(tmp_path: Path) -> None:
+    scram = _stack(
+        tmp_path,
+        {
+            "KAFKA_AUTH": "scram",
+            "KAFKA_BOOTSTRAP_SERVERS": CLUSTER_BOOTSTRAP,
+            "KAFKA_SSL_CA_LOCATION": CA,
+        },
     )
-    assert conn == {"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap}}
+    plain = _stack(tmp_path, {"KAFKA_BOOTSTRAP_SERVERS": "kafka:19092"})
+    for (path, name), role in CLIENT_ROLES.items():
+        service = services(path)[name]
+        expected = scram.kafka_env(role)
+        values = rendered(service, run_env(path, CLUSTER_ENV | SCRAM_ENV))
+        assert {k: values.get(k) for k in expected} == expected, f"{name} as {role}"
+        assert f"kafka-tls:{SECRETS}:ro" in service["volumes"], f"{name} cannot read the CA"
+        # plaintext: librdkafka warns of a SASL mechanism or user it does not use
+        values = rendered(service, run_env(path, {}))
+        assert values["KAFKA_BOOTSTRAP_SERVERS"] == plain.kafka_env(role)["KAFKA_BOOTSTRAP_SERVERS"]
+        assert values["KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+        assert all(values[k] == "" for k in SASL_KEYS), f"{name}: {values}"
+
+
+def test_plaintext_clients_build_no_sasl_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streaming.settings import KafkaSettings
+
+    for key in [k for k in os.environ if k.startswith("KAFKA_")]:
+        monkeypatch.delenv(key)
+    for key, value in rendered(services(KAFKA_FILE)["consumer"], {}).items():
+        monkeypatch.setenv(key, value)
+    config = KafkaSettings().client_config()
+    assert config["security.protocol"] == "PLAINTEXT"
+    assert not {"sasl.mechanism", "sasl.username", "ssl.ca.location"} & set(config)
+
+
+def test_airflow_connections_and_kafka_ui_log_in_as_their_principals(tmp_path: Path) -> None:
+    scram = _stack(
+        tmp_path,
+        {
+            "KAFKA_AUTH": "scram",
+            "KAFKA_BOOTSTRAP_SERVERS": CLUSTER_BOOTSTRAP,
+            "KAFKA_SSL_CA_LOCATION": CA,
+        },
+    )
+    scheduler = services(AIRFLOW_FILE)["airflow-scheduler"]
+    watcher_keys = {"group.id", "enable.auto.commit", "auto.offset.reset"}
+    for conn in ("AIRFLOW_CONN_SMART_ACCESS_KAFKA", "AIRFLOW_CONN_SMART_ACCESS_KAFKA_DLQ_WATCHER"):
+        extra = json.loads(
+            rendered(scheduler, run_env(AIRFLOW_FILE, CLUSTER_ENV | SCRAM_ENV))[conn]
+        )["extra"]
+        client = {k: v for k, v in extra.items() if k not in watcher_keys}
+        assert client == scram.kafka_client("airflow"), conn
+        plain = json.loads(rendered(scheduler, run_env(AIRFLOW_FILE, {}))[conn])["extra"]
+        assert {k: v for k, v in plain.items() if k not in watcher_keys} == {
+            "bootstrap.servers": "kafka:19092",
+            "sasl.password": "kafka-airflow",  # ignored without a mechanism
+        }, conn
+    ui = services(KAFKA_FILE)["kafka-ui"]
+    values = rendered(ui, SCRAM_ENV)
+    assert values["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert values["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    jaas = values["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+    assert 'username="smart-access-inspector" password="kafka-inspector"' in jaas
+    assert values["KAFKA_CLUSTERS_0_PROPERTIES_SSL_TRUSTSTORE_LOCATION"] == CA
+    assert f"kafka-tls:{SECRETS}:ro" in ui["volumes"]
+    plain = rendered(ui, {})
+    assert plain["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert plain["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"] == ""
+    shared = load(AIRFLOW_FILE)["volumes"]["kafka-tls"]
+    assert shared == {"name": load(KAFKA_FILE)["volumes"]["kafka-tls"]["name"], "external": True}
 
 
 def test_host_ports_are_the_contract_ports_with_the_stack_defaults() -> None:
-    published = {(n, host) for path in COMPOSE_FILES for n, host, _ in host_ports(path, {})}
+    published = {
+        (n, host) for path in COMPOSE_FILES for n, host, _ in host_ports(path, {}, profiles=())
+    }
     assert published == CONTRACT_HOST_PORTS
+    # the cluster adds one port per broker, as the embedded cluster's (KAFKA_PORT + 100*i)
+    cluster = {(n, h) for n, h, _ in host_ports(KAFKA_FILE, {}, profiles=("cluster",))}
+    assert cluster - published == {("kafka-2", 9192), ("kafka-3", 9292)}
     defaults = StackConfig.from_env({})
     assert ("kafka", defaults.kafka_port) in published
     assert ("postgres", defaults.pg_port) in published
@@ -478,6 +980,8 @@ def test_host_ports_are_the_contract_ports_with_the_stack_defaults() -> None:
     overridden = {
         "PGPORT": "15432",
         "KAFKA_PORT": "19092",
+        "KAFKA_2_PORT": "19192",
+        "KAFKA_3_PORT": "19292",
         "AIRFLOW_PORT": "18080",
         "KAFKA_UI_PORT": "18090",
         "DASHBOARD_PORT": "18501",
@@ -663,7 +1167,15 @@ def test_simulator_and_consumer_run_as_in_the_embedded_stack(tmp_path: Path) -> 
 
 def test_consumer_health_asks_the_consumer_group() -> None:
     consumer = services(KAFKA_FILE)["consumer"]
-    assert consumer["command"] == ["python", "-m", "streaming.consumer", "--metrics-port", "9464"]
+    assert consumer["command"] == [
+        "python",
+        "-m",
+        "streaming.consumer",
+        "--metrics-port",
+        "9464",
+        "--instance-id",
+        "smart-access-sink-1",
+    ]
     assert consumer["healthcheck"]["test"][1:] == ["python", "-m", "deploy.healthcheck", "consumer"]
     from deploy.healthcheck import build_parser
 
