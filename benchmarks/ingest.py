@@ -14,7 +14,10 @@
    record's end-to-end latency: Kafka timestamp (set by the producer) to the commit
    of the batch that landed it.
 
-Writes benchmarks/results/ingest.json and prints a table.
+Writes benchmarks/results/ingest.json and prints a table. With KAFKA_BROKERS=3 (and
+optionally KAFKA_AUTH=scram) the same run goes through a throw-away three-broker cluster
+(replication 3, min.insync.replicas 2, acks=all; with scram the consumer logs in as its
+own principal over TLS) and writes ingest-brokers3[-scram].json instead.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 import psycopg2
 from confluent_kafka import Producer
 
-from stack.ephemeral import EphemeralKafka, EphemeralPostgres
+from stack.ephemeral import EphemeralKafka, EphemeralKafkaCluster, EphemeralPostgres
 from streaming.contracts import Invalid, Validator
 from streaming.simulator import Simulator, SimulatorConfig
 from streaming.sink import COLUMNS, TABLES, copy_line
@@ -48,7 +51,9 @@ LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 TARGETS = {"throughput_ratio": 0.70, "p99_latency_ms": 1000.0, "consumer_max_rss_mb": 250.0}
 
 
-def produce(kafka: EphemeralKafka, sim: Simulator, n: int, rate: float | None) -> list[Any]:
+def produce(
+    kafka: EphemeralKafka | EphemeralKafkaCluster, sim: Simulator, n: int, rate: float | None
+) -> list[Any]:
     """Send n simulated messages (paced when rate is given); returns them."""
     producer = Producer(
         {
@@ -172,9 +177,24 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     events = int(os.environ.get("BENCH_EVENTS", "1000000"))
     batch_size = os.environ.get("BENCH_BATCH_SIZE")
-    logger.info("starting throw-away PostgreSQL and Kafka")
+    brokers = int(os.environ.get("KAFKA_BROKERS") or 1)
+    auth = os.environ.get("KAFKA_AUTH") or "none"
+    if brokers not in (1, 3) or auth not in ("none", "scram"):
+        print("error: KAFKA_BROKERS must be 1 or 3 and KAFKA_AUTH none or scram", file=sys.stderr)
+        return 2
+    results = RESULTS
+    if (brokers, auth) != (1, "none"):
+        suffix = f"-brokers{brokers}" + ("-scram" if auth == "scram" else "")
+        results = RESULTS.with_name(f"ingest{suffix}.json")
+    logger.info("starting throw-away PostgreSQL and Kafka (%d broker(s), auth %s)", brokers, auth)
     pg = EphemeralPostgres.create()
-    kafka = EphemeralKafka.create()
+    kafka: EphemeralKafka | EphemeralKafkaCluster
+    if (brokers, auth) == (1, "none"):
+        kafka = EphemeralKafka.create()
+        client_env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}
+    else:
+        kafka = EphemeralKafkaCluster.create(brokers=brokers, auth=auth)
+        client_env = kafka.env("consumer")
     proc: subprocess.Popen[bytes] | None = None
     try:
         sim = Simulator(SimulatorConfig(households=2000, rate=100_000, seed=2024))
@@ -191,7 +211,7 @@ def main() -> int:
         env = {
             **os.environ,
             **pg.env(user="smart_access_loader"),
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+            **client_env,
             "PYTHONPATH": str(ROOT),
         }
         args = [sys.executable, "-m", "streaming.consumer", "--log-level", "WARNING"]
@@ -293,9 +313,12 @@ def main() -> int:
         "targets": TARGETS,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "kafka_brokers": brokers,
+        "kafka_auth": auth,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(result, indent=2) + "\n")
     rows = [
         ("events", f"{events:,}", ""),
         ("drain seconds", f"{drain_s:.2f}", ""),
@@ -307,10 +330,11 @@ def main() -> int:
         ("consumer peak RSS MB", f"{result['consumer_max_rss_mb']:.0f}", "<= 250"),
         ("no duplicate coordinates", str(result["exactly_once_no_duplicates"]), "True"),
     ]
-    print(f"\n{'ingest benchmark':<30} {'measured':>14} {'target':>10}")
+    title = f"ingest benchmark ({brokers} broker{'s' if brokers > 1 else ''}, {auth})"
+    print(f"\n{title:<30} {'measured':>14} {'target':>10}")
     for name, value, target in rows:
         print(f"{name:<30} {value:>14} {target:>10}")
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    print(f"\nwrote {results.relative_to(ROOT)}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import secrets
@@ -273,8 +274,14 @@ def describe_profile(profile: dict[str, object]) -> str:
     return f"KAFKA_BROKERS={profile['brokers']} KAFKA_AUTH={profile['auth']}"
 
 
-def check_profile(root: Path, brokers: int, auth: str) -> None:
-    """One line when the stack's Kafka was made with another broker count or auth."""
+def _fingerprint(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def check_profile(root: Path, brokers: int, auth: str, admin_password: str | None = None) -> None:
+    """One line when the stack's Kafka was made with another broker count or auth, or
+    (with auth) another admin password: the brokers log in to each other with it, and
+    the password in their metadata stays the one they were formatted with."""
     wanted = {"brokers": brokers, "auth": auth}
     marker = root / "profile.json"
     if marker.exists():
@@ -288,6 +295,18 @@ def check_profile(root: Path, brokers: int, auth: str) -> None:
             f"this stack's Kafka was created with {describe_profile(found)}, not "
             f"{describe_profile(wanted)}: keep it by setting {describe_profile(found)}, "
             "or `make down && make wipe` (deletes the stack's data) and `make up` again"
+        )
+    made_with = found.get("admin_sha256")
+    if (
+        auth == "scram"
+        and admin_password
+        and made_with
+        and made_with != _fingerprint(admin_password)
+    ):
+        raise StackError(
+            "KAFKA_ADMIN_PASSWORD differs from the one this stack's Kafka was created with; "
+            "set it back (the brokers authenticate to each other with it), or `make down && "
+            "make wipe` and `make up` to start over with the new one"
         )
 
 
@@ -303,7 +322,7 @@ def prepare(
 ) -> list[KafkaNode]:
     """Write each node's config and format the KRaft storage once (one cluster id for
     all; with auth the admin's SCRAM credential is in the bootstrap metadata)."""
-    check_profile(kafka_dir, brokers, auth)
+    check_profile(kafka_dir, brokers, auth, admin_password)
     nodes = cluster_nodes(kafka_dir, brokers, port, controller_port, step)
     prepare_nodes(kafka_dir, nodes, auth=auth, admin_password=admin_password)
     return nodes
@@ -361,7 +380,10 @@ def prepare_nodes(
             )
             if result.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
-        write_private(kafka_dir / "profile.json", json.dumps({"brokers": brokers, "auth": auth}))
+        profile: dict[str, object] = {"brokers": brokers, "auth": auth}
+        if auth == "scram" and admin_password:
+            profile["admin_sha256"] = _fingerprint(admin_password)
+        write_private(kafka_dir / "profile.json", json.dumps(profile))
 
 
 def _existing_cluster_id(nodes: list[KafkaNode]) -> str | None:

@@ -20,6 +20,7 @@ st.set_page_config(page_title="Kafka inspector", page_icon=":material/hub:", lay
 pages = st.navigation(
     [
         st.Page("pages/topics.py", title="Topics", icon=":material/topic:", default=True),
+        st.Page("pages/brokers.py", title="Brokers", icon=":material/dns:"),
         st.Page("pages/groups.py", title="Consumer groups", icon=":material/group:"),
         st.Page("pages/messages.py", title="Messages", icon=":material/mail:"),
         st.Page("pages/dead_letters.py", title="Dead letters", icon=":material/report:"),

@@ -32,6 +32,11 @@ def _topics(config: tuple[tuple[str, Any], ...]) -> list[inspector.TopicInfo]:
 
 
 @st.cache_data(ttl=_CACHE_TTL, max_entries=64, show_spinner=False)
+def _cluster(config: tuple[tuple[str, Any], ...]) -> inspector.ClusterInfo:
+    return inspector.cluster(dict(config))
+
+
+@st.cache_data(ttl=_CACHE_TTL, max_entries=64, show_spinner=False)
 def _groups(config: tuple[tuple[str, Any], ...]) -> list[inspector.GroupLag]:
     return inspector.consumer_groups(dict(config))
 
@@ -44,8 +49,13 @@ def _messages(
 
 
 def fetch(kind: str, *args: Any) -> Any:
-    """topics / groups / messages from the cluster, or None after showing the error."""
-    call: Any = {"topics": _topics, "groups": _groups, "messages": _messages}[kind]
+    """topics / cluster / groups / messages from Kafka, or None after showing the error."""
+    call: Any = {
+        "topics": _topics,
+        "cluster": _cluster,
+        "groups": _groups,
+        "messages": _messages,
+    }[kind]
     try:
         return call(_config(), *args)
     except KafkaException as exc:

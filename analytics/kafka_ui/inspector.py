@@ -193,6 +193,54 @@ def topics(
     return found
 
 
+@dataclass(frozen=True)
+class BrokerInfo:
+    node_id: int
+    address: str
+    is_controller: bool
+    leads: int  # partitions it leads
+    replicas: int  # partition replicas it hosts
+    out_of_sync: int  # of those, replicas not in the in-sync set
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    cluster_id: str | None
+    controller_id: int | None
+    brokers: list[BrokerInfo]
+    partitions: int
+    under_replicated: int
+    offline: int  # partitions without a leader: neither readable nor writable
+
+
+def cluster(config: dict[str, Any], timeout: float = 10.0) -> ClusterInfo:
+    """The brokers the cluster reports, the active controller and replica health."""
+    admin = _admin(config)
+    described = admin.describe_cluster(request_timeout=timeout).result()
+    metadata = admin.list_topics(timeout=timeout)
+    parts = [p for t in metadata.topics.values() for p in t.partitions.values()]
+    controller = described.controller.id if described.controller is not None else None
+    brokers = [
+        BrokerInfo(
+            node_id=node.id,
+            address=f"{node.host}:{node.port}",
+            is_controller=node.id == controller,
+            leads=sum(p.leader == node.id for p in parts),
+            replicas=sum(node.id in p.replicas for p in parts),
+            out_of_sync=sum(node.id in p.replicas and node.id not in p.isrs for p in parts),
+        )
+        for node in sorted(described.nodes, key=lambda n: n.id)
+    ]
+    return ClusterInfo(
+        cluster_id=described.cluster_id,
+        controller_id=controller,
+        brokers=brokers,
+        partitions=len(parts),
+        under_replicated=sum(len(p.isrs) < len(p.replicas) for p in parts),
+        offline=sum(p.leader < 0 for p in parts),
+    )
+
+
 def consumer_groups(config: dict[str, Any], timeout: float = 10.0) -> list[GroupLag]:
     """Every consumer group with its committed offsets and lag per partition."""
     admin = _admin(config)

@@ -29,12 +29,15 @@ from typing import Any
 
 import psycopg2
 import pytest
+import streamlit as st
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from analytics.kafka_ui import inspector
 from stack.ephemeral import EphemeralKafkaCluster, EphemeralPostgres
 from streaming.principals import ACLS, PRINCIPALS, Grant, username
 from streaming.topics import CONSUMER_GROUP, EVENTS, TOPICS
+from tests.apptest_support import KAFKA_UI, frame_with, metrics, open_page, texts
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_TOPICS = [spec.name for spec in TOPICS]
@@ -258,6 +261,33 @@ def test_a_client_without_tls_is_refused(cluster: EphemeralKafkaCluster, protoco
         AdminClient(config).list_topics(timeout=5)
     # the same login over TLS works: the refusal is the missing TLS
     assert AdminClient(cluster.client_config("admin")).list_topics(timeout=10).brokers
+
+
+def test_the_inspector_shows_three_brokers_and_a_missing_one_as_under_replication(
+    cluster: EphemeralKafkaCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in cluster.env("inspector").items():  # its own, read-only principal
+        monkeypatch.setenv(key, value)
+    at = open_page(KAFKA_UI, "pages/brokers.py")
+    table = frame_with(at, "broker", "address", "controller", "partitions led", "replicas")
+    assert list(table["broker"]) == [1, 2, 3]
+    assert list(table["address"]) == [f"127.0.0.1:{n.port}" for n in cluster.nodes]
+    assert list(table["controller"]).count("active") == 1
+    partitions = inspector.cluster(cluster.client_config()).partitions
+    assert int(table["partitions led"].sum()) == partitions
+    assert int(table["replicas"].sum()) == 3 * partitions  # everything replicated thrice
+    assert metrics(at)["Under-replicated partitions"] == "0"
+    cluster.stop_node(3, signal.SIGTERM)
+    try:
+        _wait(lambda: under_replicated(cluster) > 0, 60, "partitions to lose a replica")
+        st.cache_data.clear()  # the page caches the cluster's answer for a few seconds
+        at = open_page(KAFKA_UI, "pages/brokers.py")
+        assert list(frame_with(at, "broker", "address")["broker"]) == [1, 2]
+        assert int(metrics(at)["Under-replicated partitions"]) > 0
+        assert "replica out of sync" in texts(at)
+    finally:
+        cluster.start_node(3)
+    _wait(lambda: under_replicated(cluster) == 0, 120, "the stopped broker to catch up")
 
 
 # --- a broker dies during a run --------------------------------------------------------------

@@ -256,3 +256,19 @@ def test_dead_letters_page_explains_a_database_without_dbt_views(
     at = open_page(KAFKA_UI, "pages/dead_letters.py")
     assert NO_MARTS in texts(at)
     assert "stg_smart_access__dead_letters" in texts(at)
+
+
+def test_brokers_page_shows_the_broker_and_its_controller_as_the_cluster_reports(
+    kafka: EphemeralKafka, kafka_env: None
+) -> None:
+    at = open_page(KAFKA_UI, "pages/brokers.py")
+    table = frame_with(at, "broker", "address", "controller", "partitions led")
+    admin = AdminClient(kafka.client_config())  # kept: a collected client drops its futures
+    described = admin.describe_cluster(request_timeout=10).result()
+    assert list(table["broker"]) == [node.id for node in described.nodes]
+    assert list(table["address"]) == [kafka.bootstrap]
+    assert list(table["controller"]) == ["active"]
+    truth = inspector.cluster(kafka.client_config())
+    assert int(table["partitions led"].sum()) == truth.partitions > 0
+    shown = metrics(at)
+    assert (shown["Brokers"], shown["Under-replicated partitions"]) == ("1", "0")

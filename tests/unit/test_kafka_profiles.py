@@ -141,10 +141,15 @@ def test_switching_profile_on_existing_data_is_one_line_naming_both_ways(tmp_pat
     message = str(caught.value)
     assert "\n" not in message
     assert "KAFKA_BROKERS=1 KAFKA_AUTH=none" in message and "make wipe" in message
-    (root / "profile.json").write_text(json.dumps({"brokers": 3, "auth": "scram"}))
-    kafka.check_profile(root, 3, "scram")
+    (root / "profile.json").write_text(
+        json.dumps({"brokers": 3, "auth": "scram", "admin_sha256": kafka._fingerprint("first")})
+    )
+    kafka.check_profile(root, 3, "scram", "first")
     with pytest.raises(StackError, match="KAFKA_BROKERS=3 KAFKA_AUTH=scram"):
         kafka.check_profile(root, 3, "none")
+    with pytest.raises(StackError, match=r"^KAFKA_ADMIN_PASSWORD differs") as changed:
+        kafka.check_profile(root, 3, "scram", "second")
+    assert "\n" not in str(changed.value)
 
 
 @pytest.mark.parametrize(
