@@ -21,8 +21,9 @@ defaults below are local-development values for a loopback-only stack.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DLQ, TOPICS
 
@@ -111,7 +112,7 @@ def username(role: str) -> str:
     return Principal(role, "").username
 
 
-def acl_bindings(grants: tuple[Grant, ...] = ACLS) -> list[object]:
+def acl_bindings(grants: tuple[Grant, ...] = ACLS) -> list[Any]:
     """The grants as confluent_kafka AclBindings (ALLOW, from any host)."""
     from confluent_kafka.admin import (
         AclBinding,
@@ -143,7 +144,7 @@ def acl_bindings(grants: tuple[Grant, ...] = ACLS) -> list[object]:
 
 
 def ensure_principals(
-    admin_config: dict[str, object], secrets: dict[str, str], timeout: float = 30.0
+    admin_config: Mapping[str, Any], secrets: dict[str, str], timeout: float = 30.0
 ) -> tuple[list[str], int, int]:
     """Make the cluster's SCRAM users and ACLs match this module (idempotent).
 
@@ -165,7 +166,7 @@ def ensure_principals(
     )
 
     admin = AdminClient(dict(admin_config))
-    upserts = [
+    upserts: list[Any] = [
         UserScramCredentialUpsertion(
             principal.username,
             ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
@@ -176,15 +177,15 @@ def ensure_principals(
     for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
         future.result()
     wanted = {str(binding): binding for binding in acl_bindings()}
-    present: dict[str, object] = {}
+    present: dict[str, Any] = {}
     for principal in PRINCIPALS:
         found = admin.describe_acls(
             AclBindingFilter(
                 ResourceType.ANY,
-                None,
+                None,  # type: ignore[arg-type]  # None matches any name
                 ResourcePatternType.ANY,
                 f"User:{principal.username}",
-                None,
+                None,  # type: ignore[arg-type]  # None matches any host
                 AclOperation.ANY,
                 AclPermissionType.ANY,
             ),
@@ -203,9 +204,9 @@ def ensure_principals(
                 b.name,
                 b.resource_pattern_type,
                 b.principal,
-                b.host,  # type: ignore[attr-defined]
+                b.host,
                 b.operation,
-                b.permission_type,  # type: ignore[attr-defined]
+                b.permission_type,
             )
             for b in stale
         ]
