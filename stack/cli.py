@@ -324,16 +324,42 @@ def stop_order(entries: list[Service]) -> list[str]:
     )
 
 
+def _stop_batches(names: list[str]) -> list[list[str]]:
+    """Stop batches in order: the nodes of a Kafka cluster together (one by one, the
+    last two would lose their quorum and each wait out a controlled shutdown that
+    cannot finish), everything else alone."""
+
+    def is_node(name: str) -> bool:
+        return name.startswith("kafka-") and name[6:].isdigit()
+
+    batches: list[list[str]] = []
+    for name in names:
+        if is_node(name) and batches and is_node(batches[-1][0]):
+            batches[-1].append(name)
+        else:
+            batches.append([name])
+    return batches
+
+
 def _stop(config: StackConfig, names: list[str]) -> None:
     server = _rpc(config)
-    info = _process_info(config)
-    for name in names:
-        if info.get(name, {}).get("statename") in {"RUNNING", "STARTING", "BACKOFF"}:
+    live = {"RUNNING", "STARTING", "BACKOFF"}
+    for batch in _stop_batches(names):
+        info = _process_info(config)
+        running = [n for n in batch if info.get(n, {}).get("statename") in live]
+        for name in running:
             try:
-                server.supervisor.stopProcess(name, True)  # waits for its stopwaitsecs
+                # alone: wait for its stopwaitsecs; in a batch: all at once, then wait
+                server.supervisor.stopProcess(name, len(running) == 1)
             except xmlrpc.client.Fault as fault:
                 if "NOT_RUNNING" not in fault.faultString:
                     raise
+        deadline = time.monotonic() + 120
+        while len(running) > 1 and time.monotonic() < deadline:
+            info = _process_info(config)
+            if not any(info.get(n, {}).get("statename") in live | {"STOPPING"} for n in running):
+                break
+            time.sleep(0.3)
 
 
 def cmd_down(config: StackConfig) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -28,11 +27,13 @@ from stack.ephemeral import EphemeralKafka, EphemeralPostgres, free_port
 from stack.services import streamlit_command
 from streaming.topics import DLQ, EVENTS
 from tests.apptest_support import commit_group_offsets
+from tests.browser_support import ARTIFACTS, headless_chromium
+from tests.browser_support import open_page as _open
+from tests.browser_support import screenshot as _shoot
 from tests.dashboard_seed import Seed, seeded_database
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 GROUP = "smart-access-e2e-browser"
 # What the DLQ can hold and a page must still render: a bounded, escaped preview.
 HOSTILE = {
@@ -42,20 +43,6 @@ HOSTILE = {
     "not-utf8": b'{"device_id": "\xff\xfe\xc3\x28"}',
     "markup": b'<script>alert("x")</script><img src=x onerror=alert(1)>',
 }
-
-
-def chromium_path() -> str:
-    """Debian's chromium; installed with apt when missing and running as root."""
-    path = shutil.which("chromium")
-    if path is None and os.geteuid() == 0:
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        if subprocess.run(install, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], capture_output=True, check=False)
-            subprocess.run(install, capture_output=True, check=False)
-        path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("the browser tests need Debian's chromium: sudo apt-get install -y chromium")
-    return path
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -144,26 +131,8 @@ def apps(pg: EphemeralPostgres, kafka: EphemeralKafka) -> Iterator[dict[str, obj
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=chromium_path(),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 def _metric(page: object, label: str) -> str:
@@ -173,33 +142,12 @@ def _metric(page: object, label: str) -> str:
     return str(metric.locator('[data-testid="stMetricValue"]').inner_text()).strip()
 
 
-def _open(browser: object, port: int, path: str, ready_text: str, shot: str) -> object:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
-    page.goto(f"http://127.0.0.1:{port}/{path}", wait_until="domcontentloaded")
-    # the first *visible* match: a data grid also keeps its cells as hidden text, and
-    # which of the two comes first in the page depends on the order things render
-    page.get_by_text(ready_text, exact=False).filter(visible=True).first.wait_for(timeout=45_000)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000
-    )
-    return page
-
-
-def _shoot(page: object, shot: str) -> Path:
-    page.wait_for_timeout(800)  # type: ignore[attr-defined]  # let charts finish drawing
-    target = ARTIFACTS / f"{shot}.png"
-    page.screenshot(path=str(target), full_page=True)  # type: ignore[attr-defined]
-    page.close()  # type: ignore[attr-defined]
-    assert target.stat().st_size > 10_000
-    return target
-
-
 def test_dashboard_pages_in_chromium(apps: dict[str, object], browser: object) -> None:
     port = apps["ports"]["dashboard"]  # type: ignore[index]
     seed: Seed = apps["seed"]  # type: ignore[assignment]
     active = [s for s in seed.status if s["device_status"] == "active"]
 
-    page = _open(browser, port, "", "Open alerts", "dashboard-overview")
+    page = _open(browser, port, "", "Open alerts")
     assert _metric(page, "Open alerts") == str(sum(a["is_open"] for a in seed.alerts))
     assert _metric(page, "Devices online") == str(sum(s["is_online"] for s in active))
     low = sum(s["battery_pct"] < q.LOW_BATTERY_PCT for s in active)
@@ -208,26 +156,26 @@ def test_dashboard_pages_in_chromium(apps: dict[str, object], browser: object) -
     assert "UTC" in page.inner_text("body")  # type: ignore[attr-defined]
     _shoot(page, "dashboard-overview")
 
-    page = _open(browser, port, "activity", "By trigger source", "dashboard-activity")
+    page = _open(browser, port, "activity", "By trigger source")
     assert int(_metric(page, "Events (last 24 hours)")) > 0
     page.locator('[data-testid="stVegaLiteChart"]').nth(1).wait_for(timeout=30_000)  # type: ignore[attr-defined]
     _shoot(page, "dashboard-activity")
 
-    page = _open(browser, port, "devices", "Devices shown", "dashboard-devices")
+    page = _open(browser, port, "devices", "Devices shown")
     assert _metric(page, "Devices shown") == str(len(seed.status))
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
     assert "Offline devices" in page.inner_text("body")  # type: ignore[attr-defined]
     _shoot(page, "dashboard-devices")
 
-    page = _open(browser, port, "device?device_id=dev-005", "Registry history", "dashboard-device")
+    page = _open(browser, port, "device?device_id=dev-005", "Registry history")
     assert "Registry history (2 versions)" in page.inner_text("body")  # type: ignore[attr-defined]
     _shoot(page, "dashboard-device")
 
-    page = _open(browser, port, "alerts", "Open alerts by type", "dashboard-alerts")
+    page = _open(browser, port, "alerts", "Open alerts by type")
     assert _metric(page, "Open alerts") == str(sum(a["is_open"] for a in seed.alerts))
     _shoot(page, "dashboard-alerts")
 
-    page = _open(browser, port, "pipeline", "Dead letters", "dashboard-pipeline")
+    page = _open(browser, port, "pipeline", "Dead letters")
     assert _metric(page, "Dead letters") == str(len(seed.dead_letters) + len(HOSTILE))
     assert _metric(page, "Last run") == "success"
     _shoot(page, "dashboard-pipeline")
@@ -254,7 +202,7 @@ def test_hostile_payloads_render_on_every_page(apps: dict[str, object], browser:
         (dashboard, "pipeline", "Dead letters"),
     ]
     for port, path, ready in visits:
-        page = _open(browser, port, path, ready, "hostile")
+        page = _open(browser, port, path, ready)
         dialogs: list[str] = []
         page.on("dialog", lambda d, seen=dialogs: (seen.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
         _no_exception(page)
@@ -270,24 +218,24 @@ def test_kafka_inspector_pages_in_chromium(
     port = apps["ports"]["kafka-ui"]  # type: ignore[index]
     topics = inspector.topics(kafka.client_config())
 
-    page = _open(browser, port, "", "smart-access.events", "kafka-topics")
+    page = _open(browser, port, "", "smart-access.events")
     assert _metric(page, "Topics") == str(len(topics))
     assert _metric(page, "Messages") == str(sum(t.messages for t in topics))
     assert "smart-access.dlq" in page.inner_text("body")  # type: ignore[attr-defined]
     _shoot(page, "kafka-topics")
 
-    page = _open(browser, port, "groups", GROUP, "kafka-groups")
+    page = _open(browser, port, "groups", GROUP)
     group = {g.group_id: g for g in inspector.consumer_groups(kafka.client_config())}[GROUP]
     assert f"{GROUP} — lag {group.total_lag}" in page.inner_text("body")  # type: ignore[attr-defined]
     assert group.total_lag >= 5
     _shoot(page, "kafka-groups")
 
-    page = _open(browser, port, f"messages?topic={EVENTS}", "Messages shown", "kafka-messages")
+    page = _open(browser, port, f"messages?topic={EVENTS}", "Messages shown")
     assert int(_metric(page, "Messages shown")) > 0
     assert "key dev-e2e" in page.inner_text("body")  # type: ignore[attr-defined]
     _shoot(page, "kafka-messages")
 
-    page = _open(browser, port, "dead_letters", "Landed in PostgreSQL", "kafka-dead-letters")
+    page = _open(browser, port, "dead_letters", "Landed in PostgreSQL")
     assert int(_metric(page, "Messages shown")) >= 1
     page.get_by_text("invalid_json").first.wait_for(timeout=30_000)  # type: ignore[attr-defined]
     _shoot(page, "kafka-dead-letters")

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,15 +140,17 @@ def test_every_principal_gets_exactly_what_the_acl_table_grants(
     for topic in ALL_TOPICS:
         seed.produce(topic, key=b"seed", value=b"{}", partition=0)
     assert seed.flush(30) == 0
-    differences = []
-    for principal in PRINCIPALS:
-        for operation, verdicts in (
-            ("write", produce_verdicts(cluster, principal.role)),
-            ("read", consume_verdicts(cluster, principal.role)),
-        ):
-            for topic, granted in verdicts.items():
-                if granted != allowed(principal.role, operation, topic):
-                    differences.append(f"{principal.username} {operation} {topic}: {granted}")
+    probes = {("write", p.role): produce_verdicts for p in PRINCIPALS} | {
+        ("read", p.role): consume_verdicts for p in PRINCIPALS
+    }
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:  # each probe mostly waits
+        futures = {key: pool.submit(probe, cluster, key[1]) for key, probe in probes.items()}
+    differences = [
+        f"{username(role)} {operation} {topic}: {granted}"
+        for (operation, role), future in futures.items()
+        for topic, granted in future.result().items()
+        if granted != allowed(role, operation, topic)
+    ]
     assert differences == [], "the brokers and the ACL table disagree"
     # the comparison is not vacuous: every principal is granted something, and all
     # but the admin and the operator (who redrives into any platform topic) are

@@ -288,3 +288,22 @@ def test_the_env_file_fills_what_the_shell_did_not_set(tmp_path: Path) -> None:
     with pytest.raises(StackError, match=r"\.env:1: expected KEY=VALUE"):
         load_env_file(env_file, {})
     assert load_env_file(tmp_path / "missing", {}) == []
+
+
+def test_the_nodes_of_a_cluster_stop_together_everything_else_in_order() -> None:
+    from stack.cli import _stop_batches
+
+    assert _stop_batches(
+        ["simulator", "consumer", "kafka-1", "kafka-2", "kafka-3", "postgres"]
+    ) == [
+        ["simulator"],
+        ["consumer"],
+        ["kafka-1", "kafka-2", "kafka-3"],
+        ["postgres"],
+    ]
+    assert _stop_batches(["consumer", "kafka", "kafka-ui", "postgres"]) == [
+        ["consumer"],
+        ["kafka"],
+        ["kafka-ui"],
+        ["postgres"],
+    ]
