@@ -248,32 +248,12 @@ class StackConfig:
 
     def kafka_env(self, role: str) -> dict[str, str]:
         """KAFKA_* variables for a client logging in as `role` (streaming/principals.py)."""
-        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
-        if self.kafka_auth == "scram":
-            env |= {
-                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                "KAFKA_SASL_MECHANISM": principals.SCRAM_MECHANISM,
-                "KAFKA_SASL_USERNAME": principals.username(role),
-                "KAFKA_SASL_PASSWORD": self.kafka_passwords[role],
-                "KAFKA_CREDENTIAL_VARIABLE": principals.password_variable(role),
-            }
-            if self.kafka_ca:
-                env["KAFKA_SSL_CA_LOCATION"] = self.kafka_ca
-        return env
+        return principals.client_env(self.kafka_client(role), role)
 
     def kafka_client(self, role: str) -> dict[str, str]:
         """librdkafka settings for a client logging in as `role`."""
-        config = {"bootstrap.servers": self.kafka_bootstrap}
-        if self.kafka_auth == "scram":
-            config |= {
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": principals.SCRAM_MECHANISM,
-                "sasl.username": principals.username(role),
-                "sasl.password": self.kafka_passwords[role],
-            }
-            if self.kafka_ca:
-                config["ssl.ca.location"] = self.kafka_ca
-        return config
+        password = self.kafka_passwords[role] if self.kafka_auth == "scram" else None
+        return principals.client_config(self.kafka_bootstrap, role, password, self.kafka_ca)
 
     def role_env(self, role: str) -> dict[str, str]:
         """libpq variables for a service that connects as one of the platform roles."""

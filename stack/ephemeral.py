@@ -209,33 +209,14 @@ class EphemeralKafkaCluster:
         """librdkafka settings logging in as `role` (with auth), or plaintext."""
         from streaming import principals
 
-        config = {"bootstrap.servers": self.bootstrap}
-        if self.auth == "scram":
-            config |= {
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": principals.SCRAM_MECHANISM,
-                "sasl.username": principals.username(role),
-                "sasl.password": self.passwords[role],
-                "ssl.ca.location": str(self.ca_cert),
-            }
-        return config
+        password = self.passwords[role] if self.auth == "scram" else None
+        return principals.client_config(self.bootstrap, role, password, str(self.ca_cert))
 
     def env(self, role: str = "admin") -> dict[str, str]:
         """KAFKA_* variables for a platform process logging in as `role`."""
         from streaming import principals
 
-        config = self.client_config(role)
-        env = {"KAFKA_BOOTSTRAP_SERVERS": config["bootstrap.servers"]}
-        if self.auth == "scram":
-            env |= {
-                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                "KAFKA_SASL_MECHANISM": principals.SCRAM_MECHANISM,
-                "KAFKA_SASL_USERNAME": principals.username(role),
-                "KAFKA_SASL_PASSWORD": self.passwords[role],
-                "KAFKA_SSL_CA_LOCATION": str(self.ca_cert),
-                "KAFKA_CREDENTIAL_VARIABLE": principals.password_variable(role),
-            }
-        return env
+        return principals.client_env(self.client_config(role), role)
 
     def node(self, node_id: int) -> kafka.KafkaNode:
         return next(n for n in self.nodes if n.node_id == node_id)

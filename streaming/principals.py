@@ -112,6 +112,43 @@ def username(role: str) -> str:
     return Principal(role, "").username
 
 
+_ENV_NAMES = {
+    "bootstrap.servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "security.protocol": "KAFKA_SECURITY_PROTOCOL",
+    "sasl.mechanism": "KAFKA_SASL_MECHANISM",
+    "sasl.username": "KAFKA_SASL_USERNAME",
+    "sasl.password": "KAFKA_SASL_PASSWORD",
+    "ssl.ca.location": "KAFKA_SSL_CA_LOCATION",
+}
+
+
+def client_config(
+    bootstrap: str, role: str, password: str | None, ca_location: str | None
+) -> dict[str, str]:
+    """librdkafka settings of a client logging in as `role` over SASL_SSL; plaintext
+    (bootstrap only) when `password` is None."""
+    config = {"bootstrap.servers": bootstrap}
+    if password is not None:
+        config |= {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": SCRAM_MECHANISM,
+            "sasl.username": username(role),
+            "sasl.password": password,
+        }
+        if ca_location:
+            config["ssl.ca.location"] = ca_location
+    return config
+
+
+def client_env(config: dict[str, str], role: str) -> dict[str, str]:
+    """The same settings as the KAFKA_* variables a platform process reads
+    (streaming.settings.KafkaSettings), naming the password variable to fix."""
+    env = {_ENV_NAMES[key]: value for key, value in config.items()}
+    if "sasl.password" in config:
+        env["KAFKA_CREDENTIAL_VARIABLE"] = password_variable(role)
+    return env
+
+
 def acl_bindings(grants: tuple[Grant, ...] = ACLS) -> list[Any]:
     """The grants as confluent_kafka AclBindings (ALLOW, from any host)."""
     from confluent_kafka.admin import (

@@ -39,6 +39,7 @@ from stack.ephemeral import EphemeralKafkaCluster, EphemeralPostgres
 from streaming.principals import ACLS, PRINCIPALS, Grant, username
 from streaming.topics import CONSUMER_GROUP, EVENTS, TOPICS
 from tests.apptest_support import KAFKA_UI, frame_with, metrics, open_page, texts
+from tests.integration.ingest_helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_TOPICS = [spec.name for spec in TOPICS]
@@ -282,7 +283,7 @@ def test_the_inspector_shows_three_brokers_and_a_missing_one_as_under_replicatio
     assert metrics(at)["Under-replicated partitions"] == "0"
     cluster.stop_node(3, signal.SIGTERM)
     try:
-        _wait(lambda: under_replicated(cluster) > 0, 60, "partitions to lose a replica")
+        wait_until(lambda: under_replicated(cluster) > 0, 60, "partitions to lose a replica")
         st.cache_data.clear()  # the page caches the cluster's answer for a few seconds
         at = open_page(KAFKA_UI, "pages/brokers.py")
         assert list(frame_with(at, "broker", "address")["broker"]) == [1, 2]
@@ -290,7 +291,7 @@ def test_the_inspector_shows_three_brokers_and_a_missing_one_as_under_replicatio
         assert "replica out of sync" in texts(at)
     finally:
         cluster.start_node(3)
-    _wait(lambda: under_replicated(cluster) == 0, 120, "the stopped broker to catch up")
+    wait_until(lambda: under_replicated(cluster) == 0, 120, "the stopped broker to catch up")
 
 
 # --- a broker dies during a run --------------------------------------------------------------
@@ -334,15 +335,6 @@ def under_replicated(cluster: EphemeralKafkaCluster) -> int:
         for topic in metadata.topics.values()
         for part in topic.partitions.values()
     )
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _landed(warehouse: EphemeralPostgres) -> tuple[int, int, int]:
@@ -423,23 +415,23 @@ def test_a_killed_and_a_stopped_broker_lose_and_duplicate_nothing(
             # sent is in raw, the rest still in flight
             step = events // (RUN_EVENTS // 5)
             half = events // 2
-            _wait(lambda n=half: _landed(warehouse)[0] >= n, 120, f"landing before step {step}")
+            wait_until(lambda n=half: _landed(warehouse)[0] >= n, 120, f"landing by step {step}")
             if step == 1:
                 cluster.stop_node(victim, signal.SIGKILL)  # the busiest leader crashes
             elif step == 2:
                 cluster.start_node(victim)
             elif step == 3:
-                _wait(lambda: under_replicated(cluster) == 0, 120, "the killed broker to catch up")
+                wait_until(lambda: under_replicated(cluster) == 0, 120, "the killed to catch up")
                 cluster.stop_node(other, signal.SIGTERM)  # a controlled shutdown
             elif step == 4:
                 cluster.start_node(other)
         assert producer.flush(120) == 0
         assert failed == [] and acked == RUN_EVENTS
-        _wait(lambda: _landed(warehouse)[0] >= RUN_EVENTS, 240, "every event to land in raw")
+        wait_until(lambda: _landed(warehouse)[0] >= RUN_EVENTS, 240, "every event to land in raw")
         time.sleep(3)  # anything landing twice would arrive now
         rows, distinct_events, distinct_coordinates = _landed(warehouse)
         assert rows == distinct_events == distinct_coordinates == RUN_EVENTS
-        _wait(lambda: under_replicated(cluster) == 0, 120, "no under-replicated partition")
+        wait_until(lambda: under_replicated(cluster) == 0, 120, "no under-replicated partition")
         assert all(proc.poll() is None for proc in consumers), "a consumer died"
     finally:
         for proc in consumers:

@@ -892,15 +892,19 @@ def _stack(tmp_path: Path, env: dict[str, str]) -> StackConfig:
     return StackConfig.from_env({"SMART_ACCESS_STACK_DIR": str(tmp_path), **env})
 
 
+def _scram_stack(tmp_path: Path) -> StackConfig:
+    """The embedded stack's view of the compose cluster with SCRAM: what each client's
+    settings must equal."""
+    env = {
+        "KAFKA_AUTH": "scram",
+        "KAFKA_BOOTSTRAP_SERVERS": CLUSTER_BOOTSTRAP,
+        "KAFKA_SSL_CA_LOCATION": CA,
+    }
+    return _stack(tmp_path, env)
+
+
 def test_clients_log_in_as_the_embedded_stacks_principals(tmp_path: Path) -> None:
-    scram = _stack(
-        tmp_path,
-        {
-            "KAFKA_AUTH": "scram",
-            "KAFKA_BOOTSTRAP_SERVERS": CLUSTER_BOOTSTRAP,
-            "KAFKA_SSL_CA_LOCATION": CA,
-        },
-    )
+    scram = _scram_stack(tmp_path)
     plain = _stack(tmp_path, {"KAFKA_BOOTSTRAP_SERVERS": "kafka:19092"})
     for (path, name), role in CLIENT_ROLES.items():
         service = services(path)[name]
@@ -928,14 +932,7 @@ def test_plaintext_clients_build_no_sasl_settings(monkeypatch: pytest.MonkeyPatc
 
 
 def test_airflow_connections_and_kafka_ui_log_in_as_their_principals(tmp_path: Path) -> None:
-    scram = _stack(
-        tmp_path,
-        {
-            "KAFKA_AUTH": "scram",
-            "KAFKA_BOOTSTRAP_SERVERS": CLUSTER_BOOTSTRAP,
-            "KAFKA_SSL_CA_LOCATION": CA,
-        },
-    )
+    scram = _scram_stack(tmp_path)
     scheduler = services(AIRFLOW_FILE)["airflow-scheduler"]
     watcher_keys = {"group.id", "enable.auto.commit", "auto.offset.reset"}
     for conn in ("AIRFLOW_CONN_SMART_ACCESS_KAFKA", "AIRFLOW_CONN_SMART_ACCESS_KAFKA_DLQ_WATCHER"):
