@@ -13,6 +13,7 @@ The dbt call lives behind `transform()` and `source_freshness_status()` only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,11 +95,23 @@ def kafka_admin(settings: PipelineSettings) -> Any:
     return KafkaAdminClientHook(kafka_config_id=settings.kafka_conn_id).get_conn
 
 
-def kafka_offsets_reader(settings: PipelineSettings, group: str) -> Any:
+def kafka_offsets_reader(
+    settings: PipelineSettings, group: str, refused: list[str] | None = None
+) -> Any:
     """A Consumer of `group` that only reads its committed offsets (it never subscribes,
-    so it does not join the group or trigger a rebalance)."""
+    so it does not join the group or trigger a rebalance). A refused login or an
+    untrusted certificate is appended to `refused` as one line naming what to fix."""
     from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
     from confluent_kafka import Consumer
+
+    from streaming.clients import refusal
+
+    hint = f"KAFKA_AIRFLOW_PASSWORD (sasl.password of connection {settings.kafka_conn_id})"
+
+    def on_error(err: Any) -> None:
+        reason = refusal(err, hint)
+        if reason and refused is not None and not refused:
+            refused.append(reason)
 
     connection = KafkaAdminClientHook.get_connection(settings.kafka_conn_id)
     config = {
@@ -106,8 +119,32 @@ def kafka_offsets_reader(settings: PipelineSettings, group: str) -> Any:
         "group.id": group,
         "enable.auto.commit": False,
         "client.id": "airflow-lag-gate",
+        "error_cb": on_error,
     }
     return Consumer(config)
+
+
+def read_consumer_lag(
+    settings: PipelineSettings, group: str, topics: Sequence[str], timeout: float = 15.0
+) -> list[Any]:
+    """`group`'s lag on `topics` through the Airflow connection; a refused login or an
+    untrusted certificate fails the task with one line instead of a timeout."""
+    from smart_access.ingestion import measure_consumer_lag
+
+    refused: list[str] = []
+    reader = kafka_offsets_reader(settings, group, refused)
+    try:
+        return measure_consumer_lag(kafka_admin(settings), reader, topics, timeout)
+    except Exception:
+        for _ in range(10):  # the client reports why on its next poll
+            if refused:
+                break
+            reader.poll(0.2)
+        if refused:  # retrying will not help: fail with the line that says what to fix
+            raise _fail(refused[0]) from None
+        raise
+    finally:
+        reader.close()
 
 
 def _warn(conn: Any, key: RunKey, task_id: str, reasons: list[str]) -> None:
@@ -129,17 +166,13 @@ def _warn(conn: Any, key: RunKey, task_id: str, reasons: list[str]) -> None:
 
 
 def check_consumer_lag(context: dict[str, Any]) -> dict[str, Any]:
-    from smart_access.ingestion import evaluate_lag, measure_consumer_lag
+    from smart_access.ingestion import evaluate_lag
     from smart_access.records import record_lag
     from streaming.topics import CONSUMER_GROUP, DATA_TOPICS
 
     settings = PipelineSettings()
     key = run_key(context)
-    reader = kafka_offsets_reader(settings, CONSUMER_GROUP)
-    try:
-        lags = measure_consumer_lag(kafka_admin(settings), reader, DATA_TOPICS)
-    finally:
-        reader.close()
+    lags = read_consumer_lag(settings, CONSUMER_GROUP, DATA_TOPICS)
     for item in lags:
         logger.info(
             "lag %s[%d]: committed %s, end %d, lag %d",
