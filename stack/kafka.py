@@ -28,8 +28,8 @@ JMX_AGENT = LIBS.parent / "agents" / "jmx_prometheus_javaagent.jar"
 JMX_CONFIG = REPO_ROOT / "stack" / "prometheus" / "kafka_jmx.yml"
 # Sized for a 2-core, 24 GiB machine that also runs PostgreSQL, Airflow and dbt.
 HEAP_OPTS = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
-# Node i of a cluster listens on KAFKA_PORT + PORT_STEP*(i-1) (9092, 9192, 9292) and
-# its controller on KAFKA_CONTROLLER_PORT + PORT_STEP*(i-1) (9093, 9193, 9293).
+# the storage tool reads these as the syntax of its --add-scram argument
+_SCRAM_SYNTAX = set(',=[]"\n')
 
 LOG4J2 = """\
 status = warn
@@ -187,7 +187,8 @@ class TlsFiles:
 def cluster_nodes(
     root: Path, brokers: int, port: int, controller_port: int, step: int = PORT_STEP
 ) -> list[KafkaNode]:
-    """Node i listens on port + step*(i-1) and controller_port + step*(i-1); one node
+    """Node i listens on port + step*(i-1) and controller_port + step*(i-1) (9092, 9192,
+    9292 and 9093, 9193, 9293 by default); one node
     keeps the single-broker layout (its files directly in `root`)."""
     return [
         KafkaNode(
@@ -323,6 +324,11 @@ def prepare(
     """Write each node's config and format the KRaft storage once (one cluster id for
     all; with auth the admin's SCRAM credential is in the bootstrap metadata)."""
     check_profile(kafka_dir, brokers, auth, admin_password)
+    if auth == "scram" and (not admin_password or _SCRAM_SYNTAX & set(admin_password)):
+        raise StackError(
+            'KAFKA_ADMIN_PASSWORD must be set and may not contain , = [ ] " or a newline '
+            "(the broker's storage tool reads them as syntax); choose another"
+        )
     nodes = cluster_nodes(kafka_dir, brokers, port, controller_port, step)
     prepare_nodes(kafka_dir, nodes, auth=auth, admin_password=admin_password)
     return nodes

@@ -29,7 +29,7 @@ def refusal(err: Any, credential_variable: str = "KAFKA_SASL_PASSWORD") -> str |
     if "Authentication failed" in text or "invalid credentials" in text:
         return (
             f"Kafka refused the login ({text.split(': ', 1)[-1][:160]}); "
-            f"check {credential_variable} and KAFKA_SASL_USERNAME"
+            f"check {credential_variable} and the user name it belongs to"
         )
     if "certificate verify failed" in text:
         return (

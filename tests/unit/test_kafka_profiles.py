@@ -307,3 +307,13 @@ def test_the_nodes_of_a_cluster_stop_together_everything_else_in_order() -> None
         ["kafka-ui"],
         ["postgres"],
     ]
+
+
+@pytest.mark.parametrize("password", ["", "a,b", "x=y", "[z]", 'q"uote'])
+def test_an_admin_password_the_storage_tool_cannot_read_is_one_line(
+    tmp_path: Path, password: str
+) -> None:
+    with pytest.raises(StackError, match=r"^KAFKA_ADMIN_PASSWORD must be set") as caught:
+        kafka.prepare(tmp_path / "kafka", 9092, 9093, auth="scram", admin_password=password)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "kafka").exists()  # refused before anything was written
