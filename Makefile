@@ -44,7 +44,7 @@ migrate: setup ## apply database migrations to the configured PostgreSQL
 	@$(PY) -m stack migrate
 
 test: setup ## run every test (unit, integration, e2e) against real services
-	@$(PY) -m pytest tests
+	@$(PY) -m pytest tests --durations=25
 
 test-unit: setup ## tests that need no service
 	@$(PY) -m pytest tests/unit

@@ -285,7 +285,7 @@ def test_the_airflow_lag_gate_logs_in_as_its_principal_and_a_wrong_password_is_o
         assert len(read_consumer_lag(settings, CONSUMER_GROUP, [EVENTS], timeout=10)) == 6
         return
     with pytest.raises(AirflowFailException) as failed:
-        read_consumer_lag(settings, CONSUMER_GROUP, [EVENTS], timeout=10)
+        read_consumer_lag(settings, CONSUMER_GROUP, [EVENTS], timeout=4)
     line = str(failed.value)
     assert "KAFKA_AIRFLOW_PASSWORD" in line and "\n" not in line, line
 
