@@ -464,7 +464,7 @@ def wait_ready(
             raise StackError(str(exc)) from None
         except Exception:
             logger.debug("Kafka at %s not ready yet", bootstrap)
-        time.sleep(0.5)
+        admin.poll(0.5)  # serves the error callback: why the broker did not answer
     if refused:
         raise StackError(refused[0])
     raise StackError(

@@ -257,6 +257,25 @@ def test_a_consumer_with_a_wrong_password_stops_with_one_line_naming_its_variabl
     assert len(lines) == 1 and "KAFKA_CONSUMER_PASSWORD" in lines[0], stderr[-2000:]
 
 
+def test_make_up_with_a_wrong_admin_password_stops_at_once_with_one_line(
+    cluster: EphemeralKafkaCluster,
+) -> None:
+    """What `make up` waits on before it creates topics and ACLs as the admin."""
+    from stack import kafka
+    from stack.config import StackError
+
+    started = time.monotonic()
+    with pytest.raises(StackError, match="KAFKA_ADMIN_PASSWORD") as refused:
+        kafka.wait_ready(
+            cluster.bootstrap,
+            timeout=60,
+            client={**cluster.client_config("admin"), "sasl.password": "wrong"},
+            brokers=3,
+        )
+    assert "\n" not in str(refused.value) and "refused the login" in str(refused.value)
+    assert time.monotonic() - started < 20, "it should not wait out the timeout"
+
+
 @pytest.mark.parametrize("password", ["right", "wrong"])
 def test_the_airflow_lag_gate_logs_in_as_its_principal_and_a_wrong_password_is_one_line(
     cluster: EphemeralKafkaCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, password: str
