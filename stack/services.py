@@ -65,9 +65,8 @@ def services(config: StackConfig) -> list[Service]:
                 "streaming.consumer",
                 "--metrics-port",
                 str(config.consumer_metrics_port),
-                # static membership: a restart within 10 s keeps its partitions
-                "--instance-id",
-                "smart-access-sink-1",
+                # dynamic membership: with --instance-id a session lost while the group
+                # coordinator moves (a broker dies) ends in a fatal fencing error
             ],
             port=config.consumer_metrics_port,  # Prometheus metrics, 127.0.0.1 only
             env={**config.role_env("smart_access_loader"), **config.kafka_env("consumer")},

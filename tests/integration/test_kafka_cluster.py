@@ -424,8 +424,6 @@ def test_a_killed_and_a_stopped_broker_lose_and_duplicate_nothing(
                     sys.executable,
                     "-m",
                     "streaming.consumer",
-                    "--instance-id",
-                    f"sink-{n}",
                 ],
                 env={
                     "PATH": os.environ["PATH"],

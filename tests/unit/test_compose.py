@@ -1170,8 +1170,6 @@ def test_consumer_health_asks_the_consumer_group() -> None:
         "streaming.consumer",
         "--metrics-port",
         "9464",
-        "--instance-id",
-        "smart-access-sink-1",
     ]
     assert consumer["healthcheck"]["test"][1:] == ["python", "-m", "deploy.healthcheck", "consumer"]
     from deploy.healthcheck import build_parser
