@@ -665,3 +665,50 @@ DEAD_LETTER_SAMPLES = _q(
     limit :row_limit
     """,
 )
+
+# --- Kafka inspector ---------------------------------------------------------------
+
+RECORD_LANDING = _q(
+    "record_landing",
+    ("ops.kafka_record_landing",),
+    """
+    select kafka_partition, kafka_offset, landed_in, error_kind, redriven_to, sink_next_offset
+    from ops.kafka_record_landing(
+        cast(:topic as text), cast(:partitions as integer[]), cast(:offsets as bigint[])
+    )
+    """,
+)
+
+# The sink's lag as each batch measured it when it committed (ops.ingest_batches),
+# one point per minute: the worst of that minute.
+GROUP_LAG_HISTORY = _q(
+    "group_lag_history",
+    ("ops.ingest_batches",),
+    """
+    select
+        date_bin(interval '1 minute', committed_at, timestamptz '2000-01-01') as minute_at,
+        max(consumer_lag) as lag,
+        count(*) as batches
+    from ops.ingest_batches
+    where consumer_group = cast(:consumer_group as text)
+      and committed_at > now() - cast(:lookback as interval)
+      and consumer_lag is not null
+    group by 1
+    order by 1
+    """,
+)
+
+DEAD_LETTERS_OVER_TIME = _q(
+    "dead_letters_over_time",
+    (DEAD_LETTERS,),
+    """
+    select
+        date_trunc('hour', ingested_at) as hour_at,
+        error_kind,
+        count(*) as dead_letters
+    from staging.stg_smart_access__dead_letters
+    where ingested_at > now() - cast(:lookback as interval)
+    group by 1, 2
+    order by 1, 2
+    """,
+)

@@ -121,6 +121,19 @@ PAGES: dict[str, list[tuple[q.Query, dict[str, Any]]]] = {
         (q.DEAD_LETTERS_BY_REASON, {"lookback": "6 hours"}),
         (q.DEAD_LETTER_SAMPLES, {"lookback": "6 hours", "error_kind": "", "row_limit": 20}),
     ],
+    # the :8090 inspector's own queries (its Kafka reads are in benchmarks/kafka_ui.py)
+    "inspector": [
+        (
+            q.RECORD_LANDING,
+            {
+                "topic": "smart-access.events",
+                "partitions": [p % 6 for p in range(500)],
+                "offsets": list(range(500)),
+            },
+        ),
+        (q.GROUP_LAG_HISTORY, {"consumer_group": "smart-access-sink", "lookback": "1 hour"}),
+        (q.DEAD_LETTERS_OVER_TIME, {"lookback": "7 days"}),
+    ],
 }
 
 # The rollups' per-trigger-source columns, as the dbt macro trigger_sources gives them.

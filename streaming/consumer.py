@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, Final
@@ -40,13 +41,16 @@ from streaming.clients import consumer_config, producer_config, refusal
 from streaming.contracts import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MIN_TIMESTAMP,
+    AccessEventV0,
     DeviceRemoval,
+    HealthReportV0,
     Invalid,
     Validator,
 )
 from streaming.metrics import ConsumerMetrics
 from streaming.settings import KafkaSettings, PostgresSettings, settings_error
 from streaming.sink import (
+    TABLES,
     Batch,
     BatchResult,
     DeadLetter,
@@ -61,8 +65,10 @@ from streaming.topics import CONSUMER_GROUP, DATA_TOPICS, DEVICES, DLQ, topic_id
 __all__ = [
     "DeadLetterQueue",
     "SinkConsumer",
+    "Verdict",
     "absorb_record",
     "caused_by_record",
+    "contract_topic",
     "dlq_copy",
     "main",
 ]
@@ -870,6 +876,54 @@ def absorb_record(
         batch.add_invalid(
             raw, topic, Invalid("unprocessable", f"{type(exc).__name__}: {_one_line(exc)}")
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the sink does with one record: land it in `table` as contract `version`
+    (1, 0, or "removal" for a registry tombstone), or dead-letter it with `kind` and
+    `detail`. Computed by `absorb_record` itself, so it cannot drift from the sink."""
+
+    table: str  # raw.access_events, ..., or raw.dead_letters
+    version: str  # "v1", "v0", "removal", or "" for a dead letter
+    kind: str = ""
+    detail: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return not self.kind
+
+    def __str__(self) -> str:
+        if self.valid:
+            return f"valid {self.version} → {self.table}"
+        return f"dead letter: {self.kind} — {self.detail}"
+
+
+def contract_topic(topic: str, prefix: str = "") -> str | None:
+    """The contract's name of a data topic (`prefix` + name), None for any other."""
+    if not topic.startswith(prefix):
+        return None
+    name = topic[len(prefix) :]
+    return name if name in DATA_TOPICS else None
+
+
+def verdict(
+    validator: Validator, record: Record, contract: str, now: datetime | None = None
+) -> Verdict:
+    """The sink's verdict on `record` of data topic `contract`, with `now` (default the
+    record's Kafka timestamp, else the clock) as the moment it is read."""
+    moment = now or kafka_datetime(record.timestamp_ms) or datetime.now(UTC)
+    batch = Batch()
+    absorb_record(batch, validator.validate, record, contract, moment)
+    if batch.dead:
+        letter = batch.dead[0]
+        return Verdict("raw.dead_letters", "", letter.kind, letter.detail)
+    table = f"raw.{TABLES[contract]}"
+    if record.value is None:
+        return Verdict(table, "removal")
+    decoded = validator.validate(contract, record.value, moment)
+    old = type(decoded) in (AccessEventV0, HealthReportV0)
+    return Verdict(table, "v0" if old else "v1")
 
 
 def caused_by_record(exc: BaseException) -> bool:

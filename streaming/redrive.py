@@ -29,7 +29,7 @@ import psycopg2
 
 from streaming import logs
 from streaming.cli import ArgumentParser, iso_timestamp
-from streaming.consumer import absorb_record
+from streaming.consumer import absorb_record, contract_topic
 from streaming.contracts import Validator
 from streaming.metrics import JobFigures, job_metrics_dir, write_job_metrics
 from streaming.settings import PostgresSettings
@@ -71,12 +71,6 @@ def _like(prefix: str) -> str:
     return escaped + "%"
 
 
-def _contract_topic(topic: str, prefix: str) -> str | None:
-    """The contract's name of a topic (`prefix` + name)."""
-    name = topic[len(prefix) :]
-    return name if name in DATA_TOPICS else None
-
-
 def redrive(
     dsn: str,
     *,
@@ -110,7 +104,7 @@ def redrive(
             batch = Batch()
             old_kind: dict[tuple[str, int, int, int], str] = {}
             for topic, partition, offset, epoch, kafka_ts, key, payload, kind, seen_at in rows:
-                contract = _contract_topic(topic, prefix)
+                contract = contract_topic(topic, prefix)
                 if contract is None or (topics and contract not in topics):
                     continue
                 outcome.seen += 1

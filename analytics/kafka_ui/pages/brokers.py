@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analytics.kafka_ui.common import KAFKA_REFRESH_SECONDS, bootstrap, fetch
+from analytics.kafka_ui.common import KAFKA_REFRESH_SECONDS, bootstrap, fetch, read_only
 
 st.title("Brokers")
-st.caption(f"Cluster {bootstrap()}; refreshes every {KAFKA_REFRESH_SECONDS} s. Read-only.")
+st.caption(f"Cluster {bootstrap()}; refreshes every {KAFKA_REFRESH_SECONDS} s.")
+read_only()
 
 
 @st.fragment(run_every=KAFKA_REFRESH_SECONDS)
@@ -31,6 +32,9 @@ def brokers() -> None:
                     "partitions led": b.leads,
                     "replicas": b.replicas,
                     "replicas out of sync": b.out_of_sync,
+                    "roles": b.roles,
+                    "rack": b.rack or "",
+                    "log dirs": b.log_dirs,
                 }
                 for b in found.brokers
             ]
@@ -45,8 +49,9 @@ def brokers() -> None:
             "(min.insync.replicas=2 on a three-broker cluster)."
         )
     st.caption(
-        f"Cluster id {found.cluster_id}. A broker that is down is not listed: the cluster only "
-        "reports live brokers; its partitions show as under-replicated."
+        f"Cluster id {found.cluster_id}. KRaft controller quorum: {found.quorum or 'unknown'}. "
+        "A broker that is down is not listed: the cluster only reports live brokers; its "
+        "partitions show as under-replicated."
     )
 
 
