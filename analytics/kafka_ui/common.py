@@ -150,11 +150,13 @@ def format_bytes(size: int | None) -> str:
 
 
 def link(page: str, **params: Any) -> str:
-    """A relative URL of a page with query parameters: a deep link to paste."""
+    """The URL path of a page with query parameters: a deep link to paste. Topics is
+    the app's default page, served at the root."""
     from urllib.parse import urlencode
 
     shown = {k: v for k, v in params.items() if v is not None and v != ""}
-    return f"{page}?{urlencode(shown)}" if shown else page
+    path = "/" if page == "topics" else f"/{page}"
+    return f"{path}?{urlencode(shown)}" if shown else path
 
 
 def format_retention(ms: int | None) -> str:

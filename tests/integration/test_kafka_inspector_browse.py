@@ -392,7 +392,9 @@ def test_deep_links_open_a_message_a_topic_and_fail_in_one_line(
     )
     table = frame_with(at, "partition", "offset", "link")
     assert table[["partition", "offset"]].values.tolist() == [[1, 40]]
-    assert table.link.iloc[0] == f"messages?topic={TOPIC}&partition=1&offset=40&mode=offset&limit=1"
+    assert (
+        table.link.iloc[0] == f"/messages?topic={TOPIC}&partition=1&offset=40&mode=offset&limit=1"
+    )
     assert metrics(at)["Messages shown"] == "1"
     at = page("pages/messages.py", topic=TOPIC, field="device_id = dev-00002", limit="500")
     table = frame_with(at, "partition", "offset")
@@ -404,6 +406,9 @@ def test_deep_links_open_a_message_a_topic_and_fail_in_one_line(
     at = page("pages/messages.py", topic=TOPIC, mode="timestamp", since="yesterday")
     assert "is not an ISO time" in texts(at)
     at = page("pages/topics.py", topic=TOPIC)
+    assert frame_with(at, "topic", "link").set_index("topic").loc[TOPIC, "link"] == (
+        f"/?topic={TOPIC}"
+    )
     assert any(s.value.startswith(TOPIC) for s in at.subheader)
     configs = frame_with(at, "name", "value", "source", "non-default").set_index("name")
     assert configs.loc["retention.ms", "non-default"] == "●"

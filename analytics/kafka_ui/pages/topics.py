@@ -42,7 +42,8 @@ def topics() -> None:
                 {
                     "topic": t.name,
                     "partitions": len(t.partitions),
-                    "cleanup.policy": t.cleanup_policy + (" (compacted)" if t.compacted else ""),
+                    "cleanup.policy": t.cleanup_policy
+                    + (" (compacted: latest record per key kept)" if t.compacted else ""),
                     "retention": format_retention(t.retention_ms),
                     "end offsets (sum)": t.end_offsets,
                     "messages": t.messages,
@@ -89,7 +90,7 @@ if names:
             st.markdown(f"[Browse its messages]({link('messages', topic=topic.name)})")
             under = sum(p.under_replicated for p in topic.partitions)
             cols = st.columns(4)
-            cols[0].metric("Partitions", len(topic.partitions))
+            cols[0].metric("Topic partitions", len(topic.partitions))
             cols[1].metric("Under-replicated", under)
             cols[2].metric("Records in the last 15 min", sum(n for _, n in topic.per_minute))
             sizes = [p.size_bytes for p in topic.partitions if p.size_bytes is not None]
