@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup up down status logs stop start restart wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard lint transform psql
+.PHONY: help setup up down status logs stop start restart wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard bench-kafka-ui lint transform psql
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,7 +63,9 @@ fuzz: setup ## long fuzz of the record path, page preview and DLQ copies (FUZZ_E
 
 BENCH_DASHBOARD_EVENTS ?= 5000000
 
-BENCHMARKS := bench-ingest bench-transform bench-dashboard
+BENCH_KAFKA_UI_MESSAGES ?= 10000000
+
+BENCHMARKS := bench-ingest bench-transform bench-dashboard bench-kafka-ui
 
 bench: setup ## every benchmark, even when one misses its target; a summary says which (non-zero exit)
 	@missed=""; \
@@ -89,6 +91,9 @@ bench-transform: setup ## the 15-min cycle at 1k ev/s vs one CTAS, at each histo
 
 bench-dashboard: setup ## every page's queries at BENCH_DASHBOARD_EVENTS events (issue figure: 20000000)
 	@$(PY) benchmarks/dashboard.py --events $(BENCH_DASHBOARD_EVENTS)
+
+bench-kafka-ui: setup ## every :8090 inspector page, cold and warm, on a topic of BENCH_KAFKA_UI_MESSAGES records (1 s ceiling)
+	@$(PY) benchmarks/kafka_ui.py --messages $(BENCH_KAFKA_UI_MESSAGES)
 
 lint: setup ## ruff and mypy
 	@$(VENV)/bin/ruff check .
