@@ -16,7 +16,12 @@ KAFKA_UI = Path(REPO_ROOT, "analytics", "kafka_ui", "app.py")
 
 
 def open_page(script: Path, page: str | None = None) -> AppTest:
-    """Run the app (and switch to `page`), failing on any exception the page raised."""
+    """Run the app (and switch to `page`), failing on any exception the page raised.
+    Caches start empty: AppTests share one process, so a page another test opened a few
+    seconds ago would otherwise answer from its cache."""
+    import streamlit as st
+
+    st.cache_data.clear()
     at = AppTest.from_file(str(script), default_timeout=60)
     at.run()
     if page is not None:

@@ -117,6 +117,10 @@ def fetch(kind: str, *args: Any) -> Any:
         return call(_config(), *args)
     except KafkaException as exc:
         detail = exc.args[0] if exc.args else exc
+        refused = inspector.refused(kafka_config(), "KAFKA_INSPECTOR_PASSWORD")
+        if refused is not None:
+            st.error(f"{refused} (then `make restart SERVICE=kafka-ui`).")
+            return None
         if "does not exist" in str(detail):
             st.error(f"{detail}: pick a topic from the list (`?topic=` names one).")
             return None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,8 +151,38 @@ class Message:
     origin: tuple[str, int, int] | None = None
 
 
+# One admin client per configuration, kept: a page view reuses its connections instead
+# of connecting anew, and its error callback keeps the last errors for `refused`.
+_CLIENTS: dict[tuple[tuple[str, str], ...], AdminClient] = {}
+_ERRORS: deque[Any] = deque(maxlen=20)
+
+
+_CLIENTS_LOCK = threading.Lock()  # page views run in threads of one server process
+
+
 def _admin(config: dict[str, Any]) -> AdminClient:
-    return AdminClient(config)
+    key = tuple(sorted((k, str(v)) for k, v in config.items()))
+    with _CLIENTS_LOCK:
+        admin = _CLIENTS.get(key)
+        if admin is None:
+            while len(_CLIENTS) >= 4:  # configurations of the past (a changed password)
+                _CLIENTS.pop(next(iter(_CLIENTS)))
+            settings: dict[str, Any] = {**config, "error_cb": _ERRORS.append}
+            admin = _CLIENTS[key] = AdminClient(settings)
+        return admin
+
+
+def refused(config: dict[str, Any], credential_variable: str) -> str | None:
+    """One line naming what to fix when the cluster refused this configuration's login
+    or TLS handshake (see streaming.clients.refusal); None for any other failure."""
+    from streaming.clients import refusal
+
+    _admin(config).poll(0.5)  # serve the error callback
+    for err in reversed(_ERRORS):
+        line = refusal(err, credential_variable)
+        if line is not None:
+            return line
+    return None
 
 
 PREVIEW_CHARS = 4000  # what a page shows of one value at most

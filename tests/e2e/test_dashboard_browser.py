@@ -201,6 +201,8 @@ def test_hostile_payloads_render_on_every_page(apps: dict[str, object], browser:
         (ui, f"messages?topic={EVENTS}&contains=pad&limit=50", "Messages shown"),
         (ui, f"?topic={DLQ}", "Records appended per minute"),
         (ui, "", "Topic details"),
+        (ui, "groups", "Consumer groups"),
+        (ui, "brokers", "KRaft controller quorum"),
         (dashboard, "pipeline", "Dead letters"),
     ]
     for port, path, ready in visits:

@@ -355,6 +355,18 @@ def test_the_inspector_shows_three_brokers_and_a_missing_one_as_under_replicatio
     wait_until(lambda: under_replicated(cluster) == 0, 120, "the stopped broker to catch up")
 
 
+def test_the_inspector_with_a_wrong_password_says_so_in_one_line(
+    cluster: EphemeralKafkaCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in cluster.env("inspector").items():
+        monkeypatch.setenv(key, "not-its-password" if key.endswith("PASSWORD") else value)
+    st.cache_data.clear()
+    at = open_page(KAFKA_UI, "pages/brokers.py")
+    (error,) = [e.value for e in at.error]
+    assert "refused the login" in error and "KAFKA_INSPECTOR_PASSWORD" in error
+    assert "\n" not in error and "did not answer" not in error
+
+
 # --- a broker dies during a run --------------------------------------------------------------
 
 

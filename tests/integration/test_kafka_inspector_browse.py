@@ -246,6 +246,9 @@ def _truth(pg: EphemeralPostgres, topic: str, partition: int, offset: int) -> tu
 
 
 def _analyst(pg: EphemeralPostgres, kafka: EphemeralKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+
+    st.cache_data.clear()  # AppTests share the process: start without another test's reads
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap)
     for key, value in pg.env(user="smart_access_analyst").items():
         monkeypatch.setenv(key, value)
@@ -430,3 +433,39 @@ def test_the_cluster_reports_log_dirs_roles_and_the_quorum(kafka: EphemeralKafka
     assert broker.log_dirs and all(os.path.isdir(d) for d in broker.log_dirs.split(","))
     assert "broker" in broker.roles and "controller" in broker.roles
     assert found.quorum
+
+
+def test_a_live_tail_shows_a_record_produced_after_the_page_opened(
+    kafka: EphemeralKafka,
+    pg: EphemeralPostgres,
+    produced: dict[tuple[int, int], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _analyst(pg, kafka, monkeypatch)
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(KAFKA_UI), default_timeout=60)
+    for k, v in {"topic": TOPIC, "partition": "0", "mode": "tail", "limit": "3"}.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page("pages/messages.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Live: re-read every 2 s" in texts(at)
+    before = frame_with(at, "partition", "offset").offset.tolist()
+    assert len(before) == 3 and before == sorted(before, reverse=True)
+    offsets: list[int] = []
+    producer = Producer(kafka.client_config())
+    producer.produce(
+        TOPIC,
+        key=b"tail",
+        value=b'{"tail": true}',
+        partition=0,
+        on_delivery=lambda err, msg: offsets.append(msg.offset()),
+    )
+    assert producer.flush(30) == 0
+    time.sleep(2.5)  # a tail's read is cached for 2 s
+    at.run()
+    table = frame_with(at, "partition", "offset", "key")
+    assert table.offset.tolist()[:2] == [offsets[0], before[0]]
+    assert table.key.iloc[0] == "tail"
