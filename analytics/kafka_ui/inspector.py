@@ -18,7 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AdminClient,
     ConfigResource,
@@ -866,6 +872,9 @@ def browse(
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 8 * 1024 * 1024,
+            # the end of a partition ends its read even when its last offsets hold no
+            # record (removed by compaction, or transaction markers)
+            "enable.partition.eof": True,
         }
     )
     kept: dict[int, list[Any]] = {p: [] for p in pending}
@@ -879,8 +888,12 @@ def browse(
                 complete = False
                 break
             for record in consumer.consume(num_messages=2000, timeout=0.2):
-                if record.error() is not None:
-                    logger.warning("fetch error on %s: %s", topic, record.error())
+                err = record.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.pop(record.partition() or 0, None)
+                    else:
+                        logger.warning("fetch error on %s: %s", topic, err)
                     continue
                 pid, at_offset = record.partition() or 0, record.offset() or 0
                 if pid not in pending or at_offset >= pending[pid]:

@@ -469,3 +469,23 @@ def test_a_live_tail_shows_a_record_produced_after_the_page_opened(
     table = frame_with(at, "partition", "offset", "key")
     assert table.offset.tolist()[:2] == [offsets[0], before[0]]
     assert table.key.iloc[0] == "tail"
+
+
+def test_a_read_ends_at_the_partition_end_when_the_last_offset_holds_no_record(
+    kafka: EphemeralKafka,
+) -> None:
+    """A transaction's commit marker takes the last offset: no record is ever fetched
+    there, and the read must still end at the end of the partition, complete."""
+    name = f"transactional-{RUN}"
+    admin = AdminClient(kafka.client_config())
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result()
+    producer = Producer({**kafka.client_config(), "transactional.id": f"inspector-{RUN}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for n in range(5):
+        producer.produce(name, value=json.dumps({"n": n}).encode())
+    producer.commit_transaction(30)
+    for mode in ("newest", "offset"):
+        read = inspector.browse(kafka.client_config(), name, mode=mode, limit=20, budget=20)
+        assert read.complete, mode
+        assert sorted(m.offset for m in read.messages) == [0, 1, 2, 3, 4]
