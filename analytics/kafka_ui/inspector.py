@@ -58,6 +58,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# How long one request to the cluster may take: a page that waited longer would be no
+# use, and a broker that is down or refuses the login is reported this soon.
+TIMEOUT = 5.0
+
 # DLQ records carry the reason they were rejected in a header; the first of these
 # names that is present is shown as the reason (all headers are shown as well).
 REASON_HEADERS = ("error_kind", "error.kind", "dlq.error.kind", "reason", "x-error-kind")
@@ -335,7 +339,7 @@ def partition_sizes(
 
 
 def topics(
-    config: dict[str, Any], include_internal: bool = False, timeout: float = 10.0
+    config: dict[str, Any], include_internal: bool = False, timeout: float = TIMEOUT
 ) -> list[TopicInfo]:
     """Every topic with its partitions, start/end offsets, cleanup policy, retention,
     records of the last five minutes and size on disk (when the brokers are local)."""
@@ -446,7 +450,7 @@ class TopicDetail:
 
 
 def topic_detail(
-    config: dict[str, Any], name: str, minutes: int = 15, timeout: float = 10.0
+    config: dict[str, Any], name: str, minutes: int = 15, timeout: float = TIMEOUT
 ) -> TopicDetail:
     """One topic: every config with where its value comes from, partitions with leader,
     replicas, ISR, offsets and size, and the records appended per minute for `minutes`
@@ -524,7 +528,7 @@ class ClusterInfo:
     quorum: str = ""  # the KRaft controller quorum the brokers are configured with
 
 
-def cluster(config: dict[str, Any], timeout: float = 10.0) -> ClusterInfo:
+def cluster(config: dict[str, Any], timeout: float = TIMEOUT) -> ClusterInfo:
     """The brokers the cluster reports, the active controller and replica health."""
     admin = _admin(config)
     described = admin.describe_cluster(request_timeout=timeout).result()
@@ -569,7 +573,7 @@ def cluster(config: dict[str, Any], timeout: float = 10.0) -> ClusterInfo:
     )
 
 
-def consumer_groups(config: dict[str, Any], timeout: float = 10.0) -> list[GroupLag]:
+def consumer_groups(config: dict[str, Any], timeout: float = TIMEOUT) -> list[GroupLag]:
     """Every consumer group with its committed offsets and lag per partition."""
     admin = _admin(config)
     listing = admin.list_consumer_groups(request_timeout=timeout).result()
@@ -814,7 +818,7 @@ def browse(
     limit: int = 20,
     filters: Filters | None = None,
     scan: int = DEFAULT_SCAN,
-    timeout: float = 10.0,
+    timeout: float = TIMEOUT,
     budget: float = 5.0,
 ) -> Browse:
     """Read records of `topic` (one partition or all) without joining a group:
@@ -954,7 +958,7 @@ def latest_messages(
     topic: str,
     partition: int | None = None,
     limit: int = 20,
-    timeout: float = 10.0,
+    timeout: float = TIMEOUT,
 ) -> list[Message]:
     """The last `limit` records of each chosen partition, newest first."""
     return browse(config, topic, partition, limit=limit, timeout=timeout).messages

@@ -33,7 +33,13 @@ from tests.integration.ingest_helpers import (
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"browse-{RUN}"
 RECORDS = 600
-BASE = datetime.now(UTC) - timedelta(minutes=10)
+# When the produced records begin: ten minutes before the fixture produces them (set
+# there, not at import: collection may come long before the test runs).
+STARTED: dict[str, datetime] = {}
+
+
+def base() -> datetime:
+    return STARTED["base"]
 
 
 def _body(n: int) -> dict[str, object]:
@@ -47,7 +53,8 @@ def _body(n: int) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def produced(kafka: EphemeralKafka) -> dict[tuple[int, int], int]:
-    """(partition, offset) -> n of RECORDS JSON records, 0.5 s apart from BASE."""
+    """(partition, offset) -> n of RECORDS JSON records, 0.5 s apart from base()."""
+    STARTED["base"] = datetime.now(UTC) - timedelta(minutes=10)
     admin = AdminClient(kafka.client_config())
     for future in admin.create_topics(
         [NewTopic(TOPIC, 3, 1, config={"retention.ms": "86400000"})]
@@ -69,7 +76,7 @@ def produced(kafka: EphemeralKafka) -> dict[tuple[int, int], int]:
             key=f"k{n % 11}",
             value=json.dumps(_body(n)),
             partition=n % 3,
-            timestamp=int((BASE + timedelta(seconds=n / 2)).timestamp() * 1000),
+            timestamp=int((base() + timedelta(seconds=n / 2)).timestamp() * 1000),
             on_delivery=done(n),
         )
     assert producer.flush(30) == 0
@@ -136,7 +143,7 @@ def test_reading_from_an_offset_and_from_a_timestamp(
     assert json.loads(read.messages[0].value) == _body(produced[(1, 40)])
     one = inspector.browse(config, TOPIC, 2, mode="offset", offset=7, limit=1)
     assert [(m.partition, m.offset) for m in one.messages] == [(2, 7)]
-    since = BASE + timedelta(seconds=150)  # record n=300 and later
+    since = base() + timedelta(seconds=150)  # record n=300 and later
     since = since.replace(microsecond=since.microsecond // 1000 * 1000)  # Kafka keeps ms
     read = inspector.browse(config, TOPIC, mode="timestamp", since=since, limit=4)
     assert all(m.timestamp is not None and m.timestamp >= since for m in read.messages)

@@ -22,6 +22,9 @@ st.title("Topics")
 st.caption(f"Cluster {bootstrap()}; refreshes every {KAFKA_REFRESH_SECONDS} s.")
 read_only()
 
+if fetch("topics") is None:  # one line says why; the fragment below would only repeat it
+    st.stop()
+
 
 @st.fragment(run_every=KAFKA_REFRESH_SECONDS)
 def topics() -> None:
