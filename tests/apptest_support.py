@@ -15,14 +15,16 @@ DASHBOARD = Path(REPO_ROOT, "analytics", "streamlit_app.py")
 KAFKA_UI = Path(REPO_ROOT, "analytics", "kafka_ui", "app.py")
 
 
-def open_page(script: Path, page: str | None = None) -> AppTest:
-    """Run the app (and switch to `page`), failing on any exception the page raised.
-    Caches start empty: AppTests share one process, so a page another test opened a few
-    seconds ago would otherwise answer from its cache."""
+def open_page(script: Path, page: str | None = None, **query_params: str) -> AppTest:
+    """Run the app (and switch to `page`) with these URL query parameters, failing on
+    any exception the page raised. Caches start empty: AppTests share one process, so a
+    page another test opened a few seconds ago would otherwise answer from its cache."""
     import streamlit as st
 
     st.cache_data.clear()
     at = AppTest.from_file(str(script), default_timeout=60)
+    for key, value in query_params.items():
+        at.query_params[key] = value
     at.run()
     if page is not None:
         at.switch_page(page)

@@ -22,6 +22,7 @@ __all__ = [
     "format_retention",
     "landings",
     "link",
+    "message_link",
     "plain",
     "read_only",
 ]
@@ -170,6 +171,11 @@ def format_retention(ms: int | None) -> str:
         return "forever"
     hours = ms / 3_600_000
     return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
+
+
+def message_link(topic: str, partition: int, offset: int) -> str:
+    """The deep link that opens exactly one record."""
+    return link("messages", topic=topic, partition=partition, offset=offset, mode="offset", limit=1)
 
 
 def landings(messages: list[inspector.Message]) -> tuple[dict[tuple[str, int, int], str], str]:

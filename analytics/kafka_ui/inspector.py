@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 # How long one request to the cluster may take: a page that waited longer would be no
 # use, and a broker that is down or refuses the login is reported this soon.
 TIMEOUT = 5.0
+# Groups are described by their coordinators, many in one go: they get longer.
+GROUP_TIMEOUT = 15.0
 
 # DLQ records carry the reason they were rejected in a header; the first of these
 # names that is present is shown as the reason (all headers are shown as well).
@@ -573,31 +575,47 @@ def cluster(config: dict[str, Any], timeout: float = TIMEOUT) -> ClusterInfo:
     )
 
 
-def consumer_groups(config: dict[str, Any], timeout: float = TIMEOUT) -> list[GroupLag]:
-    """Every consumer group with its committed offsets and lag per partition."""
+def consumer_groups(config: dict[str, Any], timeout: float = GROUP_TIMEOUT) -> list[GroupLag]:
+    """Every consumer group with its members, committed offsets and lag per partition.
+    The requests for all groups are in flight together; a group the cluster does not
+    describe in time is listed with state `unknown` instead of failing the others."""
     admin = _admin(config)
     listing = admin.list_consumer_groups(request_timeout=timeout).result()
     group_ids = sorted(g.group_id for g in listing.valid)
     if not group_ids:
         return []
-    descriptions = {
-        gid: future.result()
-        for gid, future in admin.describe_consumer_groups(
-            group_ids, request_timeout=timeout
-        ).items()
-    }
-    committed: dict[str, list[TopicPartition]] = {}
-    for gid in group_ids:
-        # One group per request: the client accepts a single group per call.
-        futures = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(gid)], request_timeout=timeout
+    described = admin.describe_consumer_groups(group_ids, request_timeout=timeout)
+    # One group per request (the client takes a single group per call), all at once.
+    offsets = {
+        gid: next(
+            iter(
+                admin.list_consumer_group_offsets(
+                    [ConsumerGroupTopicPartitions(gid)], request_timeout=timeout
+                ).values()
+            )
         )
-        committed[gid] = next(iter(futures.values())).result().topic_partitions or []
+        for gid in group_ids
+    }
+    descriptions: dict[str, Any] = {}
+    for gid, future in described.items():
+        try:
+            descriptions[gid] = future.result()
+        except KafkaException as exc:
+            logger.warning("group %s was not described: %s", gid, exc)
+    committed: dict[str, list[TopicPartition]] = {}
+    for gid, future in offsets.items():
+        try:
+            committed[gid] = future.result().topic_partitions or []
+        except KafkaException as exc:
+            logger.warning("offsets of group %s were not read: %s", gid, exc)
+            committed[gid] = []
+    if not descriptions:
+        raise KafkaException(f"none of the {len(group_ids)} consumer groups was described")
     all_tps = [tp for tps in committed.values() for tp in tps]
     marks = _watermarks(admin, [TopicPartition(tp.topic, tp.partition) for tp in all_tps], timeout)
     groups = []
     for gid in group_ids:
-        desc = descriptions[gid]
+        desc = descriptions.get(gid)
         rows = [
             PartitionLag(
                 topic=tp.topic,
@@ -617,8 +635,11 @@ def consumer_groups(config: dict[str, Any], timeout: float = TIMEOUT) -> list[Gr
                     sorted((tp.topic, tp.partition) for tp in m.assignment.topic_partitions)
                 ),
             )
-            for m in sorted(desc.members, key=lambda m: (m.client_id, m.member_id))
+            for m in sorted(desc.members if desc else [], key=lambda m: (m.client_id, m.member_id))
         ]
+        if desc is None:  # not described in time: its offsets and lag still count
+            groups.append(GroupLag(gid, "unknown (not described in time)", 0, rows))
+            continue
         groups.append(
             GroupLag(
                 group_id=gid,

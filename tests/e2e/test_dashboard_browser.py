@@ -231,7 +231,7 @@ def test_kafka_inspector_pages_in_chromium(
     assert int(_metric(page, "Last 5 minutes")) >= later
     _shoot(page, "kafka-topics")
 
-    page = _open(browser, port, "groups", GROUP)
+    page = _open(browser, port, f"groups?group={GROUP}", f"{GROUP} — lag")
     group = {g.group_id: g for g in inspector.consumer_groups(kafka.client_config())}[GROUP]
     assert f"{GROUP} — lag {group.total_lag}" in page.inner_text("body")  # type: ignore[attr-defined]
     assert group.total_lag >= 5

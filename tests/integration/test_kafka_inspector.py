@@ -168,7 +168,7 @@ def test_topics_page_shows_every_topic_with_counts(
 
 
 def test_groups_page_shows_lag(seeded: dict[str, object], kafka_env: None) -> None:
-    at = open_page(KAFKA_UI, "pages/groups.py")
+    at = open_page(KAFKA_UI, "pages/groups.py", group=GROUP)
     groups = frame_with(at, "group", "state", "total lag").set_index("group")
     assert groups.loc[GROUP, "total lag"] == 8
     per_partition = [

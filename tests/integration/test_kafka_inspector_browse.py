@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from analytics.kafka_ui import inspector
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres
 from streaming.topics import DEVICES, DLQ, EVENTS, HEALTH
-from tests.apptest_support import KAFKA_UI, frame_with, metrics, texts
+from tests.apptest_support import KAFKA_UI, frame_with, metrics, open_page, texts
 from tests.integration.ingest_helpers import (
     event,
     landed_total,
@@ -292,15 +292,8 @@ def test_the_verdict_is_the_sinks_and_landing_is_where_it_put_each_record(
         assert m.verdict.startswith(f"dead letter: {kind} — "), m
     # The Messages page says where each record landed, from PostgreSQL as the analyst.
     _analyst(pg, kafka, monkeypatch)
-    from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(KAFKA_UI), default_timeout=60)
-    at.query_params["topic"] = prefix + EVENTS
-    at.query_params["limit"] = "50"
-    at.run()
-    at.switch_page("pages/messages.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page(KAFKA_UI, "pages/messages.py", topic=prefix + EVENTS, limit="50")
     table = frame_with(at, "partition", "offset", "verdict", "landed")
     assert len(table) == 7
     for row in table.itertuples(index=False):
@@ -332,14 +325,8 @@ def test_groups_page_shows_members_and_the_sinks_stored_positions(
         assigned = {(tp.topic, tp.partition) for tp in member.assignment()}
         assert len(assigned) == 3
         _analyst(pg, kafka, monkeypatch)
-        from streamlit.testing.v1 import AppTest
 
-        at = AppTest.from_file(str(KAFKA_UI), default_timeout=60)
-        at.query_params["group"] = group
-        at.run()
-        at.switch_page("pages/groups.py")
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
+        at = open_page(KAFKA_UI, "pages/groups.py", group=group)
         members = frame_with(at, "client id", "host", "assigned")
         assert members["client id"].tolist() == [f"reader-{RUN}"]
         shown = {tuple(a.rsplit("[", 1)) for a in members["assigned"].iloc[0].split(", ")}
@@ -348,14 +335,21 @@ def test_groups_page_shows_members_and_the_sinks_stored_positions(
         assert all(f"{group} — " in s.value for s in at.subheader)  # ?group= shows only it
     finally:
         member.close()
+    # With more groups than a page details, it details one and links the others.
+    from confluent_kafka import TopicPartition
+
+    from tests.apptest_support import commit_group_offsets
+
+    for n in range(13):
+        commit_group_offsets(kafka.bootstrap, f"many-{RUN}-{n}", [TopicPartition(TOPIC, 0, n)])
+    at = open_page(KAFKA_UI, "pages/groups.py")
+    listed = frame_with(at, "group", "state", "link")
+    assert {f"many-{RUN}-{n}" for n in range(13)} <= set(listed.group)
+    assert len(at.subheader) == 1 and "groups: details for" in texts(at)
+    assert set(listed.link) >= {f"/groups?group=many-{RUN}-{n}" for n in range(13)}
     # The test sink's group: PostgreSQL's stored positions beside Kafka's committed ones.
     prefix = str(landed["prefix"])
-    at = AppTest.from_file(str(KAFKA_UI), default_timeout=60)
-    at.query_params["group"] = prefix + "sink"
-    at.run()
-    at.switch_page("pages/groups.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page(KAFKA_UI, "pages/groups.py", group=prefix + "sink")
     positions = frame_with(at, "stored in PostgreSQL", "committed in Kafka")
     stored = dict(
         ((t, p), o)
@@ -388,14 +382,7 @@ def test_deep_links_open_a_message_a_topic_and_fail_in_one_line(
     from streamlit.testing.v1 import AppTest
 
     def page(name: str, **params: str) -> AppTest:
-        at = AppTest.from_file(str(KAFKA_UI), default_timeout=60)
-        for k, v in params.items():
-            at.query_params[k] = v
-        at.run()
-        at.switch_page(name)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
+        return open_page(KAFKA_UI, name, **params)
 
     at = page(
         "pages/messages.py", topic=TOPIC, partition="1", offset="40", mode="offset", limit="1"
@@ -449,15 +436,10 @@ def test_a_live_tail_shows_a_record_produced_after_the_page_opened(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _analyst(pg, kafka, monkeypatch)
-    from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(KAFKA_UI), default_timeout=60)
-    for k, v in {"topic": TOPIC, "partition": "0", "mode": "tail", "limit": "3"}.items():
-        at.query_params[k] = v
-    at.run()
-    at.switch_page("pages/messages.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page(
+        KAFKA_UI, "pages/messages.py", topic=TOPIC, partition="0", mode="tail", limit="3"
+    )
     assert "Live: re-read every 2 s" in texts(at)
     before = frame_with(at, "partition", "offset").offset.tolist()
     assert len(before) == 3 and before == sorted(before, reverse=True)

@@ -10,7 +10,13 @@ import streamlit as st
 from analytics import queries as q
 from analytics.db import run
 from analytics.kafka_ui import inspector
-from analytics.kafka_ui.common import KAFKA_REFRESH_SECONDS, fetch, landings, link, read_only
+from analytics.kafka_ui.common import (
+    KAFKA_REFRESH_SECONDS,
+    fetch,
+    landings,
+    message_link,
+    read_only,
+)
 from analytics.ui import ready
 from streaming.topics import DLQ
 
@@ -77,14 +83,7 @@ def dead_letters() -> None:
                 "size": m.size,
                 "headers": ", ".join(f"{k}={v}" for k, v in m.headers.items()),
                 "value": m.value.replace("\n", " ")[:200],
-                "link": link(
-                    "messages",
-                    topic=DLQ,
-                    partition=m.partition,
-                    offset=m.offset,
-                    mode="offset",
-                    limit=1,
-                ),
+                "link": message_link(DLQ, m.partition, m.offset),
                 "_valid": m.valid,
             }
         )

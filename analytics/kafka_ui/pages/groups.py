@@ -20,6 +20,7 @@ st.caption(
 )
 read_only()
 
+MAX_DETAILED = 12  # more groups than this: one in detail, the rest by their links
 LOOKBACKS = {"15 minutes": "15 minutes", "1 hour": "1 hour", "6 hours": "6 hours", "1 day": "1 day"}
 
 
@@ -50,9 +51,18 @@ def groups() -> None:
         column_config={"link": st.column_config.LinkColumn("link", display_text="open")},
     )
     wanted = st.query_params.get("group")
-    shown = [g for g in found if g.group_id == wanted] if wanted else found
-    if wanted and not shown:
-        st.warning(f"No consumer group {wanted!r} now; the groups the cluster has are above.")
+    if wanted:
+        shown = [g for g in found if g.group_id == wanted]
+        if not shown:
+            st.warning(f"No consumer group {wanted!r} now; the groups the cluster has are above.")
+    elif len(found) <= MAX_DETAILED:
+        shown = found
+    else:  # many groups: the sink's in detail, the others one link away
+        shown = [g for g in found if g.group_id == CONSUMER_GROUP] or found[:1]
+        st.caption(
+            f"{len(found)} groups: details for {shown[0].group_id} only; open another "
+            "with its link."
+        )
     for g in shown:
         st.subheader(f"{g.group_id} — lag {g.total_lag}")
         st.caption(

@@ -12,7 +12,14 @@ import pandas as pd
 import streamlit as st
 
 from analytics.kafka_ui import inspector
-from analytics.kafka_ui.common import fetch, format_bytes, landings, link, plain, read_only
+from analytics.kafka_ui.common import (
+    fetch,
+    format_bytes,
+    landings,
+    message_link,
+    plain,
+    read_only,
+)
 
 st.title("Messages")
 read_only()
@@ -198,14 +205,7 @@ def messages() -> None:
                     "landed": where(m),
                     "headers": ", ".join(f"{k}={v}" for k, v in m.headers.items()),
                     "value": m.value.replace("\n", " ")[:200],
-                    "link": link(
-                        "messages",
-                        topic=m.topic,
-                        partition=m.partition,
-                        offset=m.offset,
-                        mode="offset",
-                        limit=1,
-                    ),
+                    "link": message_link(m.topic, m.partition, m.offset),
                 }
                 for m in shown
             ]
@@ -217,14 +217,7 @@ def messages() -> None:
     for m in shown[:50]:
         when = f"{m.timestamp:%Y-%m-%d %H:%M:%S} UTC" if m.timestamp else "no timestamp"
         with st.expander(f"p{m.partition} @ {m.offset} · key {plain(m.key)} · {when}"):
-            here = link(
-                "messages",
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-                mode="offset",
-                limit=1,
-            )
+            here = message_link(m.topic, m.partition, m.offset)
             st.markdown(
                 f"`{format_bytes(m.size)}` value, `{format_bytes(m.key_size)}` key · "
                 f"[link to this message]({here})"
