@@ -18,19 +18,22 @@ if _ROOT not in sys.path:
 
 st.set_page_config(page_title="Smart access", page_icon=":material/garage_home:", layout="wide")
 
+# The pages live in views/, not pages/: Streamlit treats a pages/ folder beside the
+# main script as legacy pages and serves a deep link opened before this script has
+# run once in the server process from it directly (without this navigation).
 pages = st.navigation(
     {
         "Analytics": [
             st.Page(
-                "pages/overview.py", title="Overview", icon=":material/dashboard:", default=True
+                "views/overview.py", title="Overview", icon=":material/dashboard:", default=True
             ),
-            st.Page("pages/activity.py", title="Activity", icon=":material/timeline:"),
-            st.Page("pages/devices.py", title="Devices", icon=":material/sensors:"),
-            st.Page("pages/device.py", title="Device", icon=":material/search:"),
-            st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+            st.Page("views/activity.py", title="Activity", icon=":material/timeline:"),
+            st.Page("views/devices.py", title="Devices", icon=":material/sensors:"),
+            st.Page("views/device.py", title="Device", icon=":material/search:"),
+            st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
         ],
         "Operations": [
-            st.Page("pages/pipeline.py", title="Pipeline health", icon=":material/monitor_heart:"),
+            st.Page("views/pipeline.py", title="Pipeline health", icon=":material/monitor_heart:"),
         ],
     }
 )

@@ -152,26 +152,26 @@ def _views(ends: dict[int, int]) -> dict[str, tuple[str, dict[str, str]]]:
     since = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
     deep = str(ends[3] // 2)
     return {
-        "topics": ("pages/topics.py", {}),
-        "topic detail (events)": ("pages/topics.py", {"topic": EVENTS}),
-        "brokers": ("pages/brokers.py", {}),
-        "consumer groups": ("pages/groups.py", {}),
-        "sink group (positions, lag history)": ("pages/groups.py", {"group": CONSUMER_GROUP}),
-        "messages: newest 20 per partition": ("pages/messages.py", {"topic": EVENTS}),
+        "topics": ("views/topics.py", {}),
+        "topic detail (events)": ("views/topics.py", {"topic": EVENTS}),
+        "brokers": ("views/brokers.py", {}),
+        "consumer groups": ("views/groups.py", {}),
+        "sink group (positions, lag history)": ("views/groups.py", {"group": CONSUMER_GROUP}),
+        "messages: newest 20 per partition": ("views/messages.py", {"topic": EVENTS}),
         "messages: JSON field filter": (
-            "pages/messages.py",
+            "views/messages.py",
             {"topic": EVENTS, "field": "device_id = dev-00042"},
         ),
-        "messages: key filter": ("pages/messages.py", {"topic": EVENTS, "key": "dev-00042"}),
+        "messages: key filter": ("views/messages.py", {"topic": EVENTS, "key": "dev-00042"}),
         "messages: deep link to one offset": (
-            "pages/messages.py",
+            "views/messages.py",
             {"topic": EVENTS, "partition": "3", "offset": deep, "mode": "offset", "limit": "1"},
         ),
         "messages: from a timestamp": (
-            "pages/messages.py",
+            "views/messages.py",
             {"topic": EVENTS, "mode": "timestamp", "since": since},
         ),
-        "dead letters": ("pages/dead_letters.py", {}),
+        "dead letters": ("views/dead_letters.py", {}),
     }
 
 
@@ -181,10 +181,10 @@ def _run_view(page: str, params: dict[str, str]) -> float:
     at = AppTest.from_file(str(REPO / "analytics/kafka_ui/app.py"), default_timeout=120)
     for key, value in params.items():
         at.query_params[key] = value
-    if page != "pages/topics.py":
+    if page != "views/topics.py":
         at.run()  # the default page first, then the one asked for (as a switch)
     start = time.perf_counter()
-    if page != "pages/topics.py":
+    if page != "views/topics.py":
         at.switch_page(page)
     at.run()
     elapsed = time.perf_counter() - start

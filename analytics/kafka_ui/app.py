@@ -17,13 +17,16 @@ if _ROOT not in sys.path:
 
 st.set_page_config(page_title="Kafka inspector", page_icon=":material/hub:", layout="wide")
 
+# The pages live in views/, not pages/: Streamlit treats a pages/ folder beside the
+# main script as legacy pages and serves a deep link opened before this script has
+# run once in the server process from it directly (without this navigation).
 pages = st.navigation(
     [
-        st.Page("pages/topics.py", title="Topics", icon=":material/topic:", default=True),
-        st.Page("pages/brokers.py", title="Brokers", icon=":material/dns:"),
-        st.Page("pages/groups.py", title="Consumer groups", icon=":material/group:"),
-        st.Page("pages/messages.py", title="Messages", icon=":material/mail:"),
-        st.Page("pages/dead_letters.py", title="Dead letters", icon=":material/report:"),
+        st.Page("views/topics.py", title="Topics", icon=":material/topic:", default=True),
+        st.Page("views/brokers.py", title="Brokers", icon=":material/dns:"),
+        st.Page("views/groups.py", title="Consumer groups", icon=":material/group:"),
+        st.Page("views/messages.py", title="Messages", icon=":material/mail:"),
+        st.Page("views/dead_letters.py", title="Dead letters", icon=":material/report:"),
     ]
 )
 pages.run()

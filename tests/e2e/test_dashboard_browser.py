@@ -274,3 +274,47 @@ def test_kafka_inspector_pages_in_chromium(
     page = _open(browser, port, f"groups?group={GROUP}", f"{GROUP} — lag")
     assert "Read-only" in page.inner_text("body")  # type: ignore[attr-defined]
     _shoot(page, "kafka-group")
+
+
+def test_a_deep_link_opened_first_after_a_start_gets_the_apps_navigation(
+    apps: dict[str, object], browser: object, kafka: EphemeralKafka, pg: EphemeralPostgres
+) -> None:
+    """Fresh app processes whose very first visitor opens a deep link: the page runs
+    inside the app's navigation (titles, layout), not as a bare script."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
+    env.update(pg.env(user="smart_access_analyst"))
+    seed: Seed = apps["seed"]  # type: ignore[assignment]
+    env.update(
+        PGDATABASE=seed.database, KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap, PYTHONPATH=str(REPO_ROOT)
+    )
+    visits = {
+        "analytics/kafka_ui/app.py": (
+            f"messages?topic={EVENTS}",
+            "Records scanned",
+            "Consumer groups",
+        ),
+        "analytics/streamlit_app.py": (
+            "device?device_id=dev-005",
+            "Registry history",
+            "Pipeline health",
+        ),
+    }
+    for script, (path, ready, title) in visits.items():
+        port = free_port()
+        log = ARTIFACTS / f"first-visit-{Path(script).stem}.log"
+        proc = subprocess.Popen(
+            streamlit_command(script, port),
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_healthy(port, proc, log)
+            page = _open(browser, port, path, ready)
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()  # type: ignore[attr-defined]
+            assert title in nav and "views" not in nav and "pages" not in nav, nav
+            page.close()  # type: ignore[attr-defined]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)

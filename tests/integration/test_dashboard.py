@@ -27,12 +27,12 @@ from tests.apptest_support import (
 from tests.dashboard_seed import Seed, _floor, empty_database, seeded_database
 
 PAGES = [
-    "pages/overview.py",
-    "pages/activity.py",
-    "pages/devices.py",
-    "pages/device.py",
-    "pages/alerts.py",
-    "pages/pipeline.py",
+    "views/overview.py",
+    "views/activity.py",
+    "views/devices.py",
+    "views/device.py",
+    "views/alerts.py",
+    "views/pipeline.py",
 ]
 
 
@@ -113,7 +113,7 @@ def test_overview_kpis_equal_the_seeded_truth(seed: Seed) -> None:
 
 
 def test_activity_totals_and_filters(seed: Seed) -> None:
-    at = open_page(DASHBOARD, "pages/activity.py")
+    at = open_page(DASHBOARD, "views/activity.py")
     start = _floor(datetime.now(UTC), 60) - timedelta(hours=24)
     end = datetime.now(UTC) + timedelta(hours=1)
 
@@ -167,7 +167,7 @@ def test_activity_totals_and_filters(seed: Seed) -> None:
 
 
 def test_devices_table_search_sort_health_and_distributions(seed: Seed) -> None:
-    at = open_page(DASHBOARD, "pages/devices.py")
+    at = open_page(DASHBOARD, "views/devices.py")
     table = frame_with(at, "device_id", "health_state", "battery_pct")
     assert sorted(table.device_id) == sorted(s["device_id"] for s in seed.status)
     active = [s for s in seed.status if s["device_status"] == "active"]
@@ -197,7 +197,7 @@ def test_devices_table_search_sort_health_and_distributions(seed: Seed) -> None:
 
 
 def test_device_page_shows_history_events_and_health(seed: Seed) -> None:
-    at = open_page(DASHBOARD, "pages/device.py")
+    at = open_page(DASHBOARD, "views/device.py")
     at.selectbox(key="device_id").select("dev-005")
     rerun(at)
     history = frame_with(at, "valid_from_at", "valid_to_at", "firmware_version")
@@ -215,7 +215,7 @@ def test_device_page_shows_history_events_and_health(seed: Seed) -> None:
 
 
 def test_alerts_open_recent_durations_and_filters(seed: Seed) -> None:
-    at = open_page(DASHBOARD, "pages/alerts.py")
+    at = open_page(DASHBOARD, "views/alerts.py")
     now = datetime.now(UTC)
 
     def expect(severities: set[str]) -> None:
@@ -251,7 +251,7 @@ def test_alerts_open_recent_durations_and_filters(seed: Seed) -> None:
 
 
 def test_pipeline_health_figures(seed: Seed) -> None:
-    at = open_page(DASHBOARD, "pages/pipeline.py")
+    at = open_page(DASHBOARD, "views/pipeline.py")
     shown = metrics(at)
     now = datetime.now(UTC)
     recent = [b for b in seed.batches if b["committed_at"] > now - timedelta(hours=6)]
@@ -298,7 +298,7 @@ def test_empty_database_pages_explain_what_to_do(
     monkeypatch.setenv("PGDATABASE", empty_database(pg))
     at = open_page(DASHBOARD, page)
     shown = texts(at)
-    if page == "pages/pipeline.py":
+    if page == "views/pipeline.py":
         assert "No ingest batches yet" in shown
         assert "No DAG runs recorded yet" in shown
     assert NO_MARTS in shown
@@ -357,7 +357,7 @@ def test_a_renamed_mart_column_is_named_not_hidden(
         with conn.cursor() as cur:
             cur.execute("alter table marts.fct_alerts rename column is_open to open_flag")
         st.cache_data.clear()  # earlier tests in this process cached the alerts queries
-        at = open_page(DASHBOARD, "pages/alerts.py")
+        at = open_page(DASHBOARD, "views/alerts.py")
         shown = texts(at)
         assert "lacks a column" in shown and "is_open" in shown
         assert NO_MARTS not in shown
@@ -388,7 +388,7 @@ def test_pipeline_shows_consumer_restarts_and_stopped_partitions(
                 "1200, 0, 35, 0)"
             )
         st.cache_data.clear()  # earlier tests cached these queries' empty answers
-        at = open_page(DASHBOARD, "pages/pipeline.py")
+        at = open_page(DASHBOARD, "views/pipeline.py")
         shown = metrics(at)
         assert shown["Consumer process starts (last hour)"] == "3"
         assert shown["Consumer restarts (last hour)"] == "2"
@@ -404,7 +404,7 @@ def test_pipeline_shows_consumer_restarts_and_stopped_partitions(
 
 
 def test_pipeline_links_to_the_consumer_graphs_in_prometheus(seed: Seed) -> None:
-    at = open_page(DASHBOARD, "pages/pipeline.py")
+    at = open_page(DASHBOARD, "views/pipeline.py")
     captions = " ".join(c.value for c in at.caption)
     assert "Graphs in Prometheus" in captions
     assert "/graph?g0.expr=sum+by+%28topic%29+%28smart_access_consumer_lag_records%29" in captions

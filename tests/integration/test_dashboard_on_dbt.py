@@ -88,7 +88,7 @@ def test_every_page_query_runs_on_the_dbt_marts(pg: EphemeralPostgres, warehouse
 
 @pytest.mark.parametrize(
     "page",
-    [f"pages/{n}.py" for n in ("overview", "activity", "devices", "device", "alerts", "pipeline")],
+    [f"views/{n}.py" for n in ("overview", "activity", "devices", "device", "alerts", "pipeline")],
 )
 def test_every_page_renders_the_dbt_marts(page: str, analyst_env: None) -> None:
     at = open_page(DASHBOARD, page)

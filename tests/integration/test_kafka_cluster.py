@@ -333,7 +333,7 @@ def test_the_inspector_shows_three_brokers_and_a_missing_one_as_under_replicatio
 ) -> None:
     for key, value in cluster.env("inspector").items():  # its own, read-only principal
         monkeypatch.setenv(key, value)
-    at = open_page(KAFKA_UI, "pages/brokers.py")
+    at = open_page(KAFKA_UI, "views/brokers.py")
     table = frame_with(at, "broker", "address", "controller", "partitions led", "replicas")
     assert list(table["broker"]) == [1, 2, 3]
     assert list(table["address"]) == [f"127.0.0.1:{n.port}" for n in cluster.nodes]
@@ -346,7 +346,7 @@ def test_the_inspector_shows_three_brokers_and_a_missing_one_as_under_replicatio
     try:
         wait_until(lambda: under_replicated(cluster) > 0, 60, "partitions to lose a replica")
         st.cache_data.clear()  # the page caches the cluster's answer for a few seconds
-        at = open_page(KAFKA_UI, "pages/brokers.py")
+        at = open_page(KAFKA_UI, "views/brokers.py")
         assert list(frame_with(at, "broker", "address")["broker"]) == [1, 2]
         assert int(metrics(at)["Under-replicated partitions"]) > 0
         assert "replica out of sync" in texts(at)
@@ -361,7 +361,7 @@ def test_the_inspector_with_a_wrong_password_says_so_in_one_line(
     for key, value in cluster.env("inspector").items():
         monkeypatch.setenv(key, "not-its-password" if key.endswith("PASSWORD") else value)
     st.cache_data.clear()
-    at = open_page(KAFKA_UI, "pages/brokers.py")
+    at = open_page(KAFKA_UI, "views/brokers.py")
     (error,) = [e.value for e in at.error]
     assert "refused the login" in error and "KAFKA_INSPECTOR_PASSWORD" in error
     assert "\n" not in error and "did not answer" not in error

@@ -168,7 +168,7 @@ def test_topics_page_shows_every_topic_with_counts(
 
 
 def test_groups_page_shows_lag(seeded: dict[str, object], kafka_env: None) -> None:
-    at = open_page(KAFKA_UI, "pages/groups.py", group=GROUP)
+    at = open_page(KAFKA_UI, "views/groups.py", group=GROUP)
     groups = frame_with(at, "group", "state", "total lag").set_index("group")
     assert groups.loc[GROUP, "total lag"] == 8
     per_partition = [
@@ -179,7 +179,7 @@ def test_groups_page_shows_lag(seeded: dict[str, object], kafka_env: None) -> No
 
 
 def test_messages_page_browses_a_partition(seeded: dict[str, object], kafka_env: None) -> None:
-    at = open_page(KAFKA_UI, "pages/messages.py")
+    at = open_page(KAFKA_UI, "views/messages.py")
     at.selectbox(key="msg_topic").select(TOPIC)
     rerun(at)
     at.selectbox(key="msg_partition").select("0")
@@ -211,7 +211,7 @@ def test_dead_letters_page_shows_reasons(
             (f"inspector-{RUN}", 1, b"dev-1", b'{"event_type": "bad"}'),
         )
     try:
-        at = open_page(KAFKA_UI, "pages/dead_letters.py")
+        at = open_page(KAFKA_UI, "views/dead_letters.py")
     finally:  # the seeded database is shared: leave raw.dead_letters as it was
         with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
             cur.execute(
@@ -253,7 +253,7 @@ def test_dead_letters_page_explains_a_database_without_dbt_views(
     for key, value in pg.env(user="smart_access_analyst").items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PGDATABASE", empty_database(pg))
-    at = open_page(KAFKA_UI, "pages/dead_letters.py")
+    at = open_page(KAFKA_UI, "views/dead_letters.py")
     assert NO_MARTS in texts(at)
     assert "stg_smart_access__dead_letters" in texts(at)
 
@@ -261,7 +261,7 @@ def test_dead_letters_page_explains_a_database_without_dbt_views(
 def test_brokers_page_shows_the_broker_and_its_controller_as_the_cluster_reports(
     kafka: EphemeralKafka, kafka_env: None
 ) -> None:
-    at = open_page(KAFKA_UI, "pages/brokers.py")
+    at = open_page(KAFKA_UI, "views/brokers.py")
     table = frame_with(at, "broker", "address", "controller", "partitions led")
     admin = AdminClient(kafka.client_config())  # kept: a collected client drops its futures
     described = admin.describe_cluster(request_timeout=10).result()

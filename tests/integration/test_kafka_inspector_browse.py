@@ -293,7 +293,7 @@ def test_the_verdict_is_the_sinks_and_landing_is_where_it_put_each_record(
     # The Messages page says where each record landed, from PostgreSQL as the analyst.
     _analyst(pg, kafka, monkeypatch)
 
-    at = open_page(KAFKA_UI, "pages/messages.py", topic=prefix + EVENTS, limit="50")
+    at = open_page(KAFKA_UI, "views/messages.py", topic=prefix + EVENTS, limit="50")
     table = frame_with(at, "partition", "offset", "verdict", "landed")
     assert len(table) == 7
     for row in table.itertuples(index=False):
@@ -326,7 +326,7 @@ def test_groups_page_shows_members_and_the_sinks_stored_positions(
         assert len(assigned) == 3
         _analyst(pg, kafka, monkeypatch)
 
-        at = open_page(KAFKA_UI, "pages/groups.py", group=group)
+        at = open_page(KAFKA_UI, "views/groups.py", group=group)
         members = frame_with(at, "client id", "host", "assigned")
         assert members["client id"].tolist() == [f"reader-{RUN}"]
         shown = {tuple(a.rsplit("[", 1)) for a in members["assigned"].iloc[0].split(", ")}
@@ -342,14 +342,14 @@ def test_groups_page_shows_members_and_the_sinks_stored_positions(
 
     for n in range(13):
         commit_group_offsets(kafka.bootstrap, f"many-{RUN}-{n}", [TopicPartition(TOPIC, 0, n)])
-    at = open_page(KAFKA_UI, "pages/groups.py")
+    at = open_page(KAFKA_UI, "views/groups.py")
     listed = frame_with(at, "group", "state", "link")
     assert {f"many-{RUN}-{n}" for n in range(13)} <= set(listed.group)
     assert len(at.subheader) == 1 and "groups: details for" in texts(at)
     assert set(listed.link) >= {f"/groups?group=many-{RUN}-{n}" for n in range(13)}
     # The test sink's group: PostgreSQL's stored positions beside Kafka's committed ones.
     prefix = str(landed["prefix"])
-    at = open_page(KAFKA_UI, "pages/groups.py", group=prefix + "sink")
+    at = open_page(KAFKA_UI, "views/groups.py", group=prefix + "sink")
     positions = frame_with(at, "stored in PostgreSQL", "committed in Kafka")
     stored = dict(
         ((t, p), o)
@@ -385,7 +385,7 @@ def test_deep_links_open_a_message_a_topic_and_fail_in_one_line(
         return open_page(KAFKA_UI, name, **params)
 
     at = page(
-        "pages/messages.py", topic=TOPIC, partition="1", offset="40", mode="offset", limit="1"
+        "views/messages.py", topic=TOPIC, partition="1", offset="40", mode="offset", limit="1"
     )
     table = frame_with(at, "partition", "offset", "link")
     assert table[["partition", "offset"]].values.tolist() == [[1, 40]]
@@ -393,16 +393,16 @@ def test_deep_links_open_a_message_a_topic_and_fail_in_one_line(
         table.link.iloc[0] == f"/messages?topic={TOPIC}&partition=1&offset=40&mode=offset&limit=1"
     )
     assert metrics(at)["Messages shown"] == "1"
-    at = page("pages/messages.py", topic=TOPIC, field="device_id = dev-00002", limit="500")
+    at = page("views/messages.py", topic=TOPIC, field="device_id = dev-00002", limit="500")
     table = frame_with(at, "partition", "offset")
     assert {(int(p), int(o)) for p, o in table[["partition", "offset"]].values} == {
         c for c, n in produced.items() if n % 7 == 2
     }
-    at = page("pages/messages.py", topic=TOPIC, field="device_id dev-2")
+    at = page("views/messages.py", topic=TOPIC, field="device_id dev-2")
     assert "is not `field = value`" in texts(at)
-    at = page("pages/messages.py", topic=TOPIC, mode="timestamp", since="yesterday")
+    at = page("views/messages.py", topic=TOPIC, mode="timestamp", since="yesterday")
     assert "is not an ISO time" in texts(at)
-    at = page("pages/topics.py", topic=TOPIC)
+    at = page("views/topics.py", topic=TOPIC)
     assert frame_with(at, "topic", "link").set_index("topic").loc[TOPIC, "link"] == (
         f"/?topic={TOPIC}"
     )
@@ -414,9 +414,9 @@ def test_deep_links_open_a_message_a_topic_and_fail_in_one_line(
     assert partitions["end offset"].sum() == RECORDS
     for shown in (
         at,
-        page("pages/groups.py"),
-        page("pages/dead_letters.py"),
-        page("pages/brokers.py"),
+        page("views/groups.py"),
+        page("views/dead_letters.py"),
+        page("views/brokers.py"),
     ):
         assert "Read-only" in texts(shown)
 
@@ -438,7 +438,7 @@ def test_a_live_tail_shows_a_record_produced_after_the_page_opened(
     _analyst(pg, kafka, monkeypatch)
 
     at = open_page(
-        KAFKA_UI, "pages/messages.py", topic=TOPIC, partition="0", mode="tail", limit="3"
+        KAFKA_UI, "views/messages.py", topic=TOPIC, partition="0", mode="tail", limit="3"
     )
     assert "Live: re-read every 2 s" in texts(at)
     before = frame_with(at, "partition", "offset").offset.tolist()

@@ -105,7 +105,7 @@ def devices() -> None:
             width="stretch",
         )
         st.dataframe(firmware, hide_index=True, key="devices_firmware")
-    st.page_link("pages/device.py", label="Open one device's history", icon=":material/search:")
+    st.page_link("views/device.py", label="Open one device's history", icon=":material/search:")
 
 
 devices()
