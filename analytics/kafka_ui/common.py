@@ -56,13 +56,6 @@ def _groups(config: tuple[tuple[str, Any], ...]) -> list[inspector.GroupLag]:
 
 
 @st.cache_data(ttl=_CACHE_TTL, max_entries=64, show_spinner=False)
-def _messages(
-    config: tuple[tuple[str, Any], ...], topic: str, partition: int | None, limit: int
-) -> list[inspector.Message]:
-    return inspector.latest_messages(dict(config), topic, partition, limit)
-
-
-@st.cache_data(ttl=_CACHE_TTL, max_entries=64, show_spinner=False)
 def _topic(config: tuple[tuple[str, Any], ...], name: str) -> inspector.TopicDetail:
     return inspector.topic_detail(dict(config), name)
 
@@ -104,14 +97,13 @@ def read_only() -> None:
 
 
 def fetch(kind: str, *args: Any) -> Any:
-    """topics / topic / cluster / groups / messages / browse from Kafka, or None after
+    """topics / topic / cluster / groups / browse from Kafka, or None after
     showing the error in one line."""
     call: Any = {
         "topics": _topics,
         "topic": _topic,
         "cluster": _cluster,
         "groups": _groups,
-        "messages": _messages,
         "browse": _browse,
     }[kind]
     try:
