@@ -233,15 +233,16 @@ def test_enabled_dag_runs_green_under_the_scheduler(stack_env: dict[str, str]) -
         assert (run_state, tests_failed) == ("success", 0)
         assert tests_passed > 0
         assert rows_per_mart.get("fct_access_events", 0) > 0, rows_per_mart
-        # Every event landed before the build started is in the fact.
+        # Every event at or below the last build's commit-safe watermark is in the fact
+        # (rows of a loader transaction still open when a build starts wait for the next).
         cur.execute(
             """
             select count(distinct r.event_id),
                    count(distinct r.event_id) filter (where f.event_id is null)
             from raw.access_events r
             left join marts.fct_access_events f using (event_id)
-            where r._ingested_at < (select max(started_at) from ops.dbt_runs
-                                    where command = 'build')
+            where r._ingested_at <= (select ingested_through from ops.transform_watermarks
+                                     where source_table = 'raw.access_events')
             """
         )
         distinct_raw, missing = cur.fetchone()
