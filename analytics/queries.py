@@ -165,17 +165,19 @@ DEVICE_KPIS = _q(
     """,
 )
 
+# Open then = started by then and not ended by then; an open alert has no end yet.
+# Each count is an index range (is_open; ended_at), bounded however long the history.
 ALERT_KPIS = _q(
     "alert_kpis",
     (ALERTS,),
     """
     select
-        count(*) filter (where is_open) as open_alerts,
-        count(*) filter (
-            where started_at <= now() - interval '24 hours'
-              and (ended_at is null or ended_at > now() - interval '24 hours')
-        ) as open_alerts_prev
-    from marts.fct_alerts
+        (select count(*) from marts.fct_alerts where is_open) as open_alerts,
+        (select count(*) from marts.fct_alerts
+         where is_open and started_at <= now() - interval '24 hours')
+        + (select count(*) from marts.fct_alerts
+           where ended_at > now() - interval '24 hours'
+             and started_at <= now() - interval '24 hours') as open_alerts_prev
     """,
 )
 
@@ -492,13 +494,28 @@ ALERT_DURATIONS = _q(
     """,
 )
 
+# The (alert_type, severity) pairs that occur, one index probe each on
+# fct_alerts (alert_type, severity): a skip scan, not a scan of every alert.
 ALERT_FILTER_OPTIONS = _q(
     "alert_filter_options",
     (ALERTS,),
     """
-    select distinct 'alert_type' as kind, alert_type as value from marts.fct_alerts
+    with recursive pairs as (
+        (select alert_type, severity from marts.fct_alerts
+         order by alert_type, severity limit 1)
+        union all
+        select following.alert_type, following.severity
+        from pairs
+        cross join lateral (
+            select a.alert_type, a.severity from marts.fct_alerts as a
+            where (a.alert_type, a.severity) > (pairs.alert_type, pairs.severity)
+            order by a.alert_type, a.severity
+            limit 1
+        ) as following
+    )
+    select distinct 'alert_type' as kind, alert_type as value from pairs
     union
-    select distinct 'severity', severity from marts.fct_alerts
+    select distinct 'severity', severity from pairs
     order by 1, 2
     """,
 )
@@ -530,10 +547,13 @@ RAW_FRESHNESS = _q(
     ("ops.ingest_batches",),
     """
     select
-        max(committed_at) as last_batch_at,
-        extract(epoch from now() - max(committed_at))::bigint as seconds_since_last_batch,
-        max(max_event_at) filter (where events_valid > 0) as newest_event_at
-    from ops.ingest_batches
+        last.committed_at as last_batch_at,
+        extract(epoch from now() - last.committed_at)::bigint as seconds_since_last_batch,
+        (select b.max_event_at from ops.ingest_batches as b
+         where b.events_valid > 0 and b.max_event_at is not null
+         order by b.max_event_at desc
+         limit 1) as newest_event_at
+    from (select max(committed_at) as committed_at from ops.ingest_batches) as last
     """,
 )
 
@@ -564,15 +584,35 @@ CONSUMER_HALTS = _q(
     """,
 )
 
+# The latest snapshot of each table: a skip scan over the table names of
+# ops.source_freshness (table_name, snapshotted_at), then one probe per table.
 SOURCE_FRESHNESS = _q(
     "source_freshness",
     ("ops.source_freshness",),
     """
-    select distinct on (table_name)
-        table_name, status, max_loaded_at, round(age_seconds::numeric, 0) as age_seconds,
-        snapshotted_at
-    from ops.source_freshness
-    order by table_name, snapshotted_at desc
+    with recursive tables as (
+        (select table_name from ops.source_freshness order by table_name limit 1)
+        union all
+        select following.table_name
+        from tables
+        cross join lateral (
+            select f.table_name from ops.source_freshness as f
+            where f.table_name > tables.table_name
+            order by f.table_name
+            limit 1
+        ) as following
+    )
+    select latest.table_name, latest.status, latest.max_loaded_at,
+           round(latest.age_seconds::numeric, 0) as age_seconds, latest.snapshotted_at
+    from tables
+    cross join lateral (
+        select f.table_name, f.status, f.max_loaded_at, f.age_seconds, f.snapshotted_at
+        from ops.source_freshness as f
+        where f.table_name = tables.table_name
+        order by f.snapshotted_at desc
+        limit 1
+    ) as latest
+    order by latest.table_name
     """,
 )
 
@@ -626,15 +666,23 @@ PIPELINE_RUNS = _q(
     """,
 )
 
+# Driven by the week's runs (ops.dbt_runs started_at, then each run's results by
+# its key); OFFSET 0 keeps the planner from reading every failed test ever recorded
+# through the status index and joining the runs afterwards.
 FAILED_DBT_TESTS = _q(
     "failed_dbt_tests",
     ("ops.dbt_node_results", "ops.dbt_runs"),
     """
-    select r.finished_at, n.node_name, n.status, n.failures, n.message, n.invocation_id
-    from ops.dbt_node_results as n
-    join ops.dbt_runs as r using (invocation_id)
-    where n.resource_type = 'test' and n.status in ('fail', 'error', 'warn')
-      and r.started_at > now() - interval '7 days'
+    select r.finished_at, n.node_name, n.status, n.failures, n.message, r.invocation_id
+    from ops.dbt_runs as r
+    cross join lateral (
+        select n.node_name, n.status, n.failures, n.message
+        from ops.dbt_node_results as n
+        where n.invocation_id = r.invocation_id
+          and n.resource_type = 'test' and n.status in ('fail', 'error', 'warn')
+        offset 0
+    ) as n
+    where r.started_at > now() - interval '7 days'
     order by r.finished_at desc, n.node_name
     limit 50
     """,

@@ -10,6 +10,9 @@
             {'columns': ['is_open', 'device_id']},
             {'columns': ['evaluated_at']},
             {'columns': ['transformed_at']},
+            {'columns': ['started_at']},
+            {'columns': ['ended_at']},
+            {'columns': ['alert_type', 'severity']},
         ],
     )
 }}
