@@ -69,7 +69,7 @@ def _q(name: str, relations: tuple[str, ...], sql: str) -> Query:
 
 
 FCT_EVENTS = "marts.fct_access_events"
-AGG_15MIN = "marts.agg_access_15min"
+AGG_FLEET = "marts.agg_access_fleet_15min"
 AGG_HOURLY = "marts.agg_access_hourly"
 AGG_DAILY = "marts.agg_access_daily"
 STATUS = "marts.device_status_current"
@@ -85,51 +85,37 @@ _WINDOW_NOW = "date_bin(interval '15 minutes', now(), timestamptz '2000-01-01')"
 # --- Overview --------------------------------------------------------------------
 
 # Every KPI counts whole 15-minute windows, so the 15-minute and 24-hour figures end
-# at the same moment W (the start of the current window). The last 24 hours are
-# [W - 24 h, W): the whole hours in between from the much smaller hourly rollup and
-# the ragged ends (at most 3 windows each side) from agg_access_15min. The previous
-# period is the same shape one day earlier.
-_HOUR_NOW = f"date_trunc('hour', {_WINDOW_NOW})"
-
-
-def _day_sum(column: str, days_back: int) -> str:
-    shift = f"interval '{24 * days_back} hours'"
-    return f"""(
-        coalesce((select sum(w.{column}) from marts.agg_access_15min as w
-                  where w.window_start_at >= {_WINDOW_NOW} - {shift} - interval '24 hours'
-                    and w.window_start_at < {_HOUR_NOW} - {shift} - interval '23 hours'), 0)
-      + coalesce((select sum(h.{column}) from marts.agg_access_hourly as h
-                  where h.hour_start_at >= {_HOUR_NOW} - {shift} - interval '23 hours'
-                    and h.hour_start_at < {_HOUR_NOW} - {shift}), 0)
-      + coalesce((select sum(w.{column}) from marts.agg_access_15min as w
-                  where w.window_start_at >= {_HOUR_NOW} - {shift}
-                    and w.window_start_at < {_WINDOW_NOW} - {shift}), 0)
-    )"""
-
-
+# at the same moment W (the start of the current window): the last 24 hours are
+# [W - 24 h, W), the previous period the same one day earlier. All of it is 192
+# windows of the fleet rollup (96 a day times the catalogue's segments), whatever the
+# fleet's size or history.
 EVENT_KPIS = _q(
     "event_kpis",
-    (AGG_15MIN, AGG_HOURLY),
+    (AGG_FLEET,),
     f"""
-    with windows as (
-        select
-            coalesce(sum(w.event_count) filter (
-                where w.window_start_at >= {_WINDOW_NOW} - interval '15 minutes'), 0)
-                as events_15m,
-            coalesce(sum(w.event_count) filter (
-                where w.window_start_at < {_WINDOW_NOW} - interval '15 minutes'), 0)
-                as events_15m_prev
-        from marts.agg_access_15min as w
-        where w.window_start_at >= {_WINDOW_NOW} - interval '30 minutes'
-          and w.window_start_at < {_WINDOW_NOW}
-    )
     select
-        windows.*,
-        {_day_sum("event_count", 0)} as events_24h,
-        {_day_sum("event_count", 1)} as events_24h_prev,
-        {_day_sum("fail_count", 0)} as failures_24h,
-        {_day_sum("fail_count", 1)} as failures_24h_prev
-    from windows
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at >= {_WINDOW_NOW} - interval '15 minutes'), 0)
+            as events_15m,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at >= {_WINDOW_NOW} - interval '30 minutes'
+              and w.window_start_at < {_WINDOW_NOW} - interval '15 minutes'), 0)
+            as events_15m_prev,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at >= {_WINDOW_NOW} - interval '24 hours'), 0)
+            as events_24h,
+        coalesce(sum(w.event_count) filter (
+            where w.window_start_at < {_WINDOW_NOW} - interval '24 hours'), 0)
+            as events_24h_prev,
+        coalesce(sum(w.fail_count) filter (
+            where w.window_start_at >= {_WINDOW_NOW} - interval '24 hours'), 0)
+            as failures_24h,
+        coalesce(sum(w.fail_count) filter (
+            where w.window_start_at < {_WINDOW_NOW} - interval '24 hours'), 0)
+            as failures_24h_prev
+    from marts.agg_access_fleet_15min as w
+    where w.window_start_at >= {_WINDOW_NOW} - interval '48 hours'
+      and w.window_start_at < {_WINDOW_NOW}
     """,
 )
 
@@ -183,10 +169,10 @@ ALERT_KPIS = _q(
 
 EVENTS_PER_15MIN = _q(
     "events_per_15min",
-    (AGG_15MIN,),
+    (AGG_FLEET,),
     f"""
     select w.window_start_at, t.event_type, sum(t.events)::bigint as events
-    from marts.agg_access_15min as w
+    from marts.agg_access_fleet_15min as w
     cross join lateral (
         values ('open', w.open_count), ('close', w.close_count), ('fail', w.fail_count)
     ) as t (event_type, events)
@@ -202,42 +188,50 @@ EVENTS_PER_15MIN = _q(
 # current one, and runs to now; the rollups and the events agree on it exactly.
 
 _RANGE_START = "date_trunc(cast(:range_unit as text), now()) - cast(:lookback as interval)"
-_DIMENSION_FILTER = """
-      and (cardinality(cast(:regions as text[])) = 0
-           or {region} = any(cast(:regions as text[])))
-      and (cardinality(cast(:device_types as text[])) = 0
-           or {device_type} = any(cast(:device_types as text[])))
-      and (cardinality(cast(:models as text[])) = 0
-           or {model} = any(cast(:models as text[])))
-      and (cast(:household_id as text) = '' or household_id = cast(:household_id as text))
-"""
+_SEGMENT_FILTER = """
+          and (cardinality(cast(:regions as text[])) = 0
+               or region = any(cast(:regions as text[])))
+          and (cardinality(cast(:device_types as text[])) = 0
+               or device_type = any(cast(:device_types as text[])))
+          and (cardinality(cast(:models as text[])) = 0
+               or model = any(cast(:models as text[])))"""
 
 
 def _activity_series(
     name: str, relation: str, start_column: str, bucket: str, label: str, counts: dict[str, str]
 ) -> Query:
-    """Events per time bucket and `label` from a rollup, for the Activity page.
+    """Events per time bucket and `label`, for the Activity page.
 
-    Each count column is summed per bucket first and only the bucket sums are
-    unpivoted into (bucket_at, label, events) rows, so a range of many rollup rows
-    costs one pass of plain sums. Buckets with no such events are left out.
+    The whole fleet's series read marts.agg_access_fleet_15min (96 windows a day
+    times the catalogue's segments); one household's read `relation`, the household
+    rollup, by its (household_id, bucket) index. Both branches are in the statement
+    and the household parameter switches one off before it reads anything. Each
+    count column is summed per bucket first and only the bucket sums are unpivoted
+    into (bucket_at, label, events) rows. Buckets with no such events are left out.
     """
     sums = ",\n            ".join(f"sum({column}) as {key}" for key, column in counts.items())
+    columns = ", ".join(counts.values())
     values = ", ".join(f"('{key}', b.{key})" for key in counts)
-    dimension_filter = _DIMENSION_FILTER.format(
-        region="region", device_type="device_type", model="model"
-    )
     return _q(
         name,
-        (relation,),
+        (AGG_FLEET, relation),
         f"""
-    with buckets as (
-        select
-            {bucket} as bucket_at,
-            {sums}
+    with rows as (
+        select {_FLEET_BUCKET} as bucket_at, {columns}
+        from marts.agg_access_fleet_15min
+        where cast(:household_id as text) = ''
+          and window_start_at >= {_RANGE_START}{_SEGMENT_FILTER}
+        union all
+        select {bucket} as bucket_at, {columns}
         from {relation}
-        where {start_column} >= {_RANGE_START}
-        {dimension_filter}
+        where household_id = cast(:household_id as text)
+          and {start_column} >= {_RANGE_START}{_SEGMENT_FILTER}
+    ),
+    buckets as (
+        select
+            bucket_at,
+            {sums}
+        from rows
         group by 1
     )
     select b.bucket_at, t.{label}, t.events::bigint as events
@@ -249,6 +243,7 @@ def _activity_series(
     )
 
 
+_FLEET_BUCKET = "date_bin(cast(:grain as interval), window_start_at, timestamptz '2000-01-01')"
 _HOUR_BUCKET = "date_bin(cast(:grain as interval), hour_start_at, timestamptz '2000-01-01')"
 _EVENT_TYPES = {"open": "open_count", "close": "close_count", "fail": "fail_count"}
 # One `<source>_trigger_count` column per trigger source on the hourly and daily

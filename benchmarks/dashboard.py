@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
+import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,13 @@ sys.path.insert(0, str(REPO))
 
 from analytics import queries as q  # noqa: E402
 from stack.ephemeral import EphemeralPostgres  # noqa: E402
-from tests.dashboard_seed import MART_DDL, OPS_DDL  # noqa: E402
+from tests.dbt_ledger import Ledger, build_fleet  # noqa: E402
+from tests.integration.dbt_support import dbt_env, run_dbt_build  # noqa: E402
+from tests.plan_guard import FILL_OPS  # noqa: E402
 
 logger = logging.getLogger("benchmarks.dashboard")
-CEILING_SECONDS = 1.0
+CEILING_SECONDS = 1.0  # a page's queries, warm (median of the repeats)
+COLD_CEILING_SECONDS = 2.0  # the same, the first time after the build
 DAYS = 30
 
 
@@ -165,13 +170,14 @@ FILL_MARTS = [
     """
     insert into marts.fct_access_events (event_id, device_id, household_id, event_at,
         event_type, trigger_source, failure_reason, device_version_id, device_type, model,
-        firmware_version, region, ingested_at, transformed_at)
+        firmware_version, region, kafka_topic, kafka_partition, kafka_offset, ingested_at,
+        transformed_at)
     select gen_random_uuid(), format('dev-%%s', d), format('hh-%%s', d / 3), at, kind,
         (array['app','keypad','remote','schedule','voice','auto_close'])[1 + n %% 6],
         case when kind = 'fail' then 'obstruction' end, format('v-%%s-2', d),
         (array['garage_door','gate','smart_lock'])[1 + d %% 3], format('M-%%s', d %% 7),
         '2.1.0', (array['north','south','east','west'])[1 + (d / 3) %% 4],
-        at + interval '1 second', now()
+        'smart-access.events', d %% 6, n, at + interval '1 second', now()
     from (
         select n, ((n::bigint * 7919) %% %(devices)s)::int as d,
             now() - %(days)s * interval '1 day' * (1 - n::float8 / %(events)s) as at,
@@ -193,6 +199,17 @@ FILL_MARTS = [
         from marts.fct_access_events
     ) as e
     group by device_id, w
+    """,
+    f"""
+    insert into marts.agg_access_fleet_15min (window_start_at, region, device_type, model,
+        event_count, open_count, close_count, fail_count, {SOURCE_COLUMNS}, transformed_at)
+    select date_bin(interval '15 minutes', event_at, timestamptz '2000-01-01'),
+        coalesce(region, 'unknown'), coalesce(device_type, 'unknown'),
+        coalesce(model, 'unknown'), count(*),
+        count(*) filter (where event_type = 'open'), count(*) filter (where event_type = 'close'),
+        count(*) filter (where event_type = 'fail'), {COUNT_SOURCES}, now()
+    from marts.fct_access_events
+    group by 1, 2, 3, 4
     """,
     f"""
     insert into marts.agg_access_hourly (hour_start_at, household_id, region, device_type,
@@ -302,41 +319,112 @@ FILL_ADMIN = [
     """,
 ]
 
+_FILLED = {statement.split("insert into ")[1].split()[0] for statement in FILL_ADMIN}
+# The other ops records the pages read, at the plan guard's rates per day.
+_OTHER_OPS = [s for s in FILL_OPS if s.split("insert into ")[1].split()[0] not in _FILLED]
 
-def _drop_mart_indexes(cur: psycopg2.extensions.cursor) -> list[str]:
-    """Drop the marts' indexes and keys before the bulk load; their DDL to rebuild after.
+
+def _dbt_marts(server: EphemeralPostgres, work: Path) -> None:
+    """The marts exactly as the dbt project builds them (columns, keys, indexes, the
+    fact's day partitions): `dbt build` over one device's hour, then emptied."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    ledger = Ledger(seed=16)
+    for device in build_fleet(ledger, now - timedelta(days=1), count=1):
+        ledger.door_activity(device, now - timedelta(hours=1), now - timedelta(minutes=1))
+        ledger.health_reports(device, now - timedelta(hours=1), now - timedelta(minutes=1))
+    conn = psycopg2.connect(server.dsn())
+    try:
+        ledger.flush(conn)
+    finally:
+        conn.close()
+    result = run_dbt_build(
+        vars={"reference_at": now.isoformat()},
+        env={**os.environ, **dbt_env(server, "smart_access")},
+        target_path=work / "target",
+    )
+    if not result.success:
+        raise SystemExit("dbt build of the marts failed: " + ", ".join(result.failed_nodes))
+
+
+def _empty_marts(cur: psycopg2.extensions.cursor, days: int) -> list[str]:
+    """Empty the marts, give the fact a partition for each day, and drop the marts'
+    keys and indexes for the bulk load; returns their DDL to rebuild after.
 
     Same indexes at query time, built once in bulk instead of row by row. Keys come
-    back as unique indexes, which the planner uses the same way.
+    back as unique indexes, which the planner uses the same way. A partitioned
+    table's index is rebuilt on the table, which builds it on every partition.
     """
     cur.execute(
-        "select c.conname, c.conrelid::regclass::text from pg_constraint as c "
-        "join pg_namespace as n on n.oid = c.connamespace "
-        "where n.nspname = 'marts' and c.contype in ('p', 'u')"
+        "select n.nspname || '.' || c.relname from pg_class as c"
+        " join pg_namespace as n on n.oid = c.relnamespace"
+        " where n.nspname = 'marts' and c.relkind in ('r', 'p') and not c.relispartition"
+    )
+    for (table,) in cur.fetchall():
+        cur.execute(f"truncate {table}")
+    cur.execute(
+        """
+        select format('create table if not exists marts.%%I partition of'
+                      ' marts.fct_access_events for values from (%%L) to (%%L)',
+                      'fct_access_events_p' || to_char(day, 'YYYYMMDD'),
+                      day at time zone 'UTC', (day + interval '1 day') at time zone 'UTC')
+        from generate_series(
+            date_trunc('day', now() at time zone 'UTC') - %(days)s * interval '1 day',
+            date_trunc('day', now() at time zone 'UTC') + interval '2 days',
+            interval '1 day') as day
+        """,
+        {"days": days + 1},
+    )
+    for (statement,) in cur.fetchall():
+        cur.execute(statement)
+    cur.execute(
+        """
+        select c.conname, t.oid::regclass::text
+        from pg_constraint as c
+        join pg_class as t on t.oid = c.conrelid
+        join pg_namespace as n on n.oid = t.relnamespace
+        where n.nspname = 'marts' and c.contype in ('p', 'u') and not t.relispartition
+        """
     )
     constraints = cur.fetchall()
-    cur.execute("select indexname, indexdef from pg_indexes where schemaname = 'marts'")
-    definitions = cur.fetchall()
+    cur.execute(
+        """
+        select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+        from pg_index as i
+        join pg_class as t on t.oid = i.indrelid
+        join pg_namespace as n on n.oid = t.relnamespace
+        where n.nspname = 'marts' and not t.relispartition
+        """
+    )
+    definitions = [definition.replace(" ON ONLY ", " ON ") for _, definition in cur.fetchall()]
     for name, table in constraints:
         cur.execute(f'alter table {table} drop constraint "{name}"')
-    cur.execute("select indexname from pg_indexes where schemaname = 'marts'")
-    for (name,) in cur.fetchall():
-        cur.execute(f'drop index marts."{name}"')
-    return [definition for _, definition in definitions]
+    cur.execute(
+        """
+        select i.indexrelid::regclass::text
+        from pg_index as i
+        join pg_class as t on t.oid = i.indrelid
+        join pg_namespace as n on n.oid = t.relnamespace
+        where n.nspname = 'marts' and not t.relispartition
+        """
+    )
+    for (index,) in cur.fetchall():
+        cur.execute(f"drop index {index}")
+    return definitions
 
 
-def _build(server: EphemeralPostgres, events: int, devices: int) -> dict[str, float]:
+def _build(server: EphemeralPostgres, events: int, devices: int, work: Path) -> dict[str, float]:
     params = {"events": events, "devices": devices, "days": DAYS}
     timings: dict[str, float] = {}
+    start = time.monotonic()
+    _dbt_marts(server, work)
+    timings["dbt build of the schema"] = round(time.monotonic() - start, 1)
     conn = psycopg2.connect(server.dsn())
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(OPS_DDL)
             cur.execute("set role smart_access_transformer")
-            cur.execute(MART_DDL)
             cur.execute("set maintenance_work_mem = '512MB'; set work_mem = '256MB'")
-            indexes = _drop_mart_indexes(cur)
+            indexes = _empty_marts(cur, DAYS)
             for statement in FILL_MARTS:
                 table = statement.split("insert into ")[1].split()[0]
                 start = time.monotonic()
@@ -349,10 +437,10 @@ def _build(server: EphemeralPostgres, events: int, devices: int) -> dict[str, fl
             timings["mart indexes"] = round(time.monotonic() - start, 1)
             logger.info("built %d mart indexes in %.1fs", len(indexes), timings["mart indexes"])
             cur.execute("reset role")
-            for statement in FILL_ADMIN:
+            for statement in FILL_ADMIN + _OTHER_OPS:
                 table = statement.split("insert into ")[1].split()[0]
                 start = time.monotonic()
-                cur.execute(statement, params)
+                cur.execute(statement, {**params, "now": datetime.now(UTC)})
                 timings[table] = round(time.monotonic() - start, 1)
                 logger.info("filled %s in %.1fs", table, timings[table])
             cur.execute("vacuum analyze")
@@ -380,13 +468,15 @@ def _time_pages(engine: sa.Engine, repeat: int, pages: list[str]) -> dict[str, A
                     "rows": len(fetched),
                 }
             )
-        total = sum(r["warm_median_s"] for r in rows)
+        warm = sum(r["warm_median_s"] for r in rows)
+        cold = sum(r["cold_s"] for r in rows)
         results[page] = {
             "queries": rows,
-            "page_warm_s": round(total, 3),
-            "page_cold_s": round(sum(r["cold_s"] for r in rows), 3),
+            "page_warm_s": round(warm, 3),
+            "page_cold_s": round(cold, 3),
             "ceiling_s": CEILING_SECONDS,
-            "within_ceiling": total <= CEILING_SECONDS,
+            "cold_ceiling_s": COLD_CEILING_SECONDS,
+            "within_ceiling": warm <= CEILING_SECONDS and cold <= COLD_CEILING_SECONDS,
         }
     return results
 
@@ -396,10 +486,41 @@ def _print(results: dict[str, Any]) -> None:
         mark = "ok  " if result["within_ceiling"] else "OVER"
         print(
             f"{mark} {page:34s} warm {result['page_warm_s']:7.3f} s   cold "
-            f"{result['page_cold_s']:7.3f} s   (ceiling {result['ceiling_s']:.1f} s)"
+            f"{result['page_cold_s']:7.3f} s   (ceilings {result['ceiling_s']:.1f} s warm,"
+            f" {result['cold_ceiling_s']:.1f} s cold)"
         )
         for row in result["queries"]:
             print(f"       {row['query']:28s} {row['warm_median_s']:8.4f} s  {row['rows']:>7} rows")
+
+
+def _analyst_engine(server: EphemeralPostgres) -> sa.Engine:
+    """The dashboard's connection: the read-only analyst role."""
+    url = sa.engine.URL.create(
+        "postgresql+psycopg2",
+        username="smart_access_analyst",
+        password=server.role_passwords["smart_access_analyst"],
+        host="127.0.0.1",
+        port=server.port,
+        database="smart_access",
+    )
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _explain(server: EphemeralPostgres, page: str, result: dict[str, Any]) -> None:
+    """Print the executed plan of the slowest query of a page over its ceiling."""
+    slowest = max(result["queries"], key=lambda row: row["cold_s"] + row["warm_median_s"])
+    query, params = next((qy, pa) for qy, pa in PAGES[page] if qy.name == slowest["query"])
+    engine = _analyst_engine(server)
+    try:
+        with engine.connect() as conn:
+            plan = conn.execute(
+                sa.text("explain (analyze, buffers) " + query.sql), params
+            ).scalars()
+            print(f"\n{page}: plan of {query.name}, its slowest query")
+            for line in plan:
+                print(f"    {line}")
+    finally:
+        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,11 +530,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5, help="warm runs per query")
-    parser.add_argument(
-        "--with-event-at-index",
-        action="store_true",
-        help="re-time the Activity pages after indexing fct_access_events(event_at)",
-    )
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/dashboard.json")
     args = parser.parse_args(argv)
     if args.events < 1000 or args.devices < 100:
@@ -423,29 +539,16 @@ def main(argv: list[str] | None = None) -> int:
     server = EphemeralPostgres.create()
     try:
         start = time.monotonic()
-        fill = _build(server, args.events, args.devices)
+        with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as work:
+            fill = _build(server, args.events, args.devices, Path(work))
         build_s = time.monotonic() - start
-        url = sa.engine.URL.create(
-            "postgresql+psycopg2",
-            username="smart_access_analyst",
-            password=server.role_passwords["smart_access_analyst"],
-            host="127.0.0.1",
-            port=server.port,
-            database="smart_access",
-        )
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = _analyst_engine(server)
         results = _time_pages(engine, args.repeat, list(PAGES))
         print(f"\ndashboard page queries, {args.events:,} access events, {args.devices:,} devices")
         _print(results)
-        extra: dict[str, Any] = {}
-        if args.with_event_at_index:
-            with psycopg2.connect(server.dsn()) as conn, conn.cursor() as cur:
-                cur.execute("create index on marts.fct_access_events (event_at)")
-                cur.execute("analyze marts.fct_access_events")
-            activity = [p for p in PAGES if p.startswith("activity")]
-            extra = _time_pages(engine, args.repeat, activity)
-            print("\nwith an index on marts.fct_access_events (event_at):")
-            _print(extra)
+        over = [page for page, result in results.items() if not result["within_ceiling"]]
+        for page in over:
+            _explain(server, page, results[page])
         engine.dispose()
         with psycopg2.connect(server.dsn()) as conn, conn.cursor() as cur:
             cur.execute(
@@ -466,13 +569,17 @@ def main(argv: list[str] | None = None) -> int:
         "fill_seconds": fill,
         "mart_rows": sizes,
         "ceiling_s_per_page": CEILING_SECONDS,
+        "cold_ceiling_s_per_page": COLD_CEILING_SECONDS,
         "pages": results,
-        "pages_with_event_at_index": extra,
-        "all_within_ceiling": all(r["within_ceiling"] for r in results.values()),
+        "all_within_ceiling": not over,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.output}")
+    if over:
+        print(f"bench-dashboard: over the ceiling: {', '.join(over)} (plans above)")
+        return 1
+    print("bench-dashboard: every page within its ceilings")
     return 0
 
 

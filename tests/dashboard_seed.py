@@ -65,6 +65,15 @@ create table marts.agg_access_15min (
     unique (device_id, window_start_at)
 );
 create index on marts.agg_access_15min (window_start_at);
+create table marts.agg_access_fleet_15min (
+    window_start_at timestamptz not null, region text not null, device_type text not null,
+    model text not null, event_count bigint not null, open_count bigint not null,
+    close_count bigint not null, fail_count bigint not null,
+    app_trigger_count bigint not null, keypad_trigger_count bigint not null,
+    remote_trigger_count bigint not null, schedule_trigger_count bigint not null,
+    voice_trigger_count bigint not null, auto_close_trigger_count bigint not null,
+    transformed_at timestamptz, unique (window_start_at, region, device_type, model)
+);
 create table marts.agg_access_hourly (
     hour_start_at timestamptz not null, household_id text not null, region text not null,
     device_type text not null, model text not null, event_count bigint not null,
@@ -385,9 +394,11 @@ def _generate(now: datetime) -> Seed:
     return seed
 
 
-def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
-    """agg_access_15min, agg_access_hourly and agg_access_daily rows, as dbt builds them."""
+def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    """agg_access_15min, agg_access_fleet_15min, agg_access_hourly and agg_access_daily
+    rows, as dbt builds them."""
     windows: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
+    fleet: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     hours: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     days: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     for e in seed.events:
@@ -402,10 +413,11 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
             )
         ]
         d = days[(_floor(e["event_at"], 24 * 60), *list(h_key(e)))]
-        for bucket in (w, h, d):
+        f = fleet[(_floor(e["event_at"], 15), *h_key(e)[1:])]
+        for bucket in (w, h, d, f):
             bucket["event_count"] += 1
             bucket[f"{e['event_type']}_count"] += 1
-        for bucket in (h, d):
+        for bucket in (h, d, f):
             bucket[f"{e['trigger_source']}_trigger_count"] += 1
     fifteen = [
         {
@@ -418,6 +430,20 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
             "fail_count": c["fail_count"],
         }
         for (device, start), c in windows.items()
+    ]
+    fleet_rows = [
+        {
+            "window_start_at": key[0],
+            "region": key[1],
+            "device_type": key[2],
+            "model": key[3],
+            "event_count": c["event_count"],
+            "open_count": c["open_count"],
+            "close_count": c["close_count"],
+            "fail_count": c["fail_count"],
+            **{f"{s}_trigger_count": c[f"{s}_trigger_count"] for s in SOURCES},
+        }
+        for key, c in fleet.items()
     ]
     hourly = [
         {
@@ -449,7 +475,7 @@ def _aggregates(seed: Seed) -> tuple[list[dict], list[dict], list[dict]]:
         }
         for key, c in days.items()
     ]
-    return fifteen, hourly, daily
+    return fifteen, fleet_rows, hourly, daily
 
 
 def h_key(e: dict) -> tuple[str, str, str, str]:
@@ -466,7 +492,7 @@ def seeded_database(pg: EphemeralPostgres) -> Seed:
 def _seed(pg: EphemeralPostgres) -> Seed:
     database = _migrated(pg, SEEDED)
     seed = _generate(datetime.now(UTC))
-    fifteen, hourly, daily = _aggregates(seed)
+    fifteen, fleet, hourly, daily = _aggregates(seed)
     with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
         cur.execute("set role smart_access_transformer")  # as dbt: default grants apply
         cur.execute(MART_DDL)
@@ -477,6 +503,7 @@ def _seed(pg: EphemeralPostgres) -> Seed:
             [{k: v for k, v in e.items() if k != "_n"} for e in seed.events],
         )
         _insert(cur, "marts.agg_access_15min", fifteen)
+        _insert(cur, "marts.agg_access_fleet_15min", fleet)
         _insert(cur, "marts.agg_access_hourly", hourly)
         _insert(cur, "marts.agg_access_daily", daily)
         _insert(cur, "marts.device_status_current", seed.status)

@@ -243,6 +243,15 @@ class Truth:
             for key, rows in self._grouped(hour).items()
         }
 
+    def agg_access_fleet_15min(self) -> set[tuple]:
+        fleet: dict[tuple, list[dict]] = defaultdict(list)
+        for (window, _, *segment), rows in self._grouped(window_15min).items():
+            fleet[(window, *segment)].extend(rows)
+        return {
+            (*key, *self._counts(key, rows)[len(key) : len(key) + 4], *self._by_source(rows))
+            for key, rows in fleet.items()
+        }
+
     def agg_access_daily(self) -> set[tuple]:
         return {
             (*self._counts(key, rows), *self._by_source(rows))

@@ -12,8 +12,9 @@ from analytics.ui import TIME_ZONE, lookback_select, ready, time_chart
 
 st.title("Activity")
 st.caption(
-    "Event types and trigger sources from `marts.agg_access_hourly` (`agg_access_daily` "
-    "for 30 days); the range starts on a whole hour (day for 30 days). "
+    "Event types and trigger sources from `marts.agg_access_fleet_15min` (one household: "
+    "`agg_access_hourly`, `agg_access_daily` for 30 days); the range starts on a whole hour "
+    "(day for 30 days). "
     f"Times in {TIME_ZONE}."
 )
 

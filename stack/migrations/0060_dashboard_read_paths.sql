@@ -4,9 +4,10 @@
 --     reading every batch;
 --   source freshness: the latest snapshot of each table, one index probe a table;
 --   partition lag: the latest lag measurement, without reading every DAG run's.
--- fct_alerts' own indexes (started_at, ended_at, alert_type + severity) are declared
--- by the model; dbt creates a model's indexes only with its table, so a warehouse
--- built before this gets them here.
+-- fct_alerts' own indexes (started_at, ended_at, alert_type + severity) and the
+-- windowed events' window_start_at index (agg_access_fleet_15min rebuilds touched
+-- windows by it) are declared by the models; dbt creates a model's indexes only with
+-- its table, so a warehouse built before this gets them here.
 
 create index if not exists ingest_batches_newest_event_idx
     on ops.ingest_batches (max_event_at) where events_valid > 0;
@@ -27,3 +28,12 @@ begin
         ' on marts.fct_alerts (alert_type, severity)';
 end;
 $alerts$;
+
+do $windows$
+begin
+    if to_regclass('intermediate.int_access_events_windowed') is not null then
+        execute 'create index if not exists int_access_events_windowed_window_idx'
+            ' on intermediate.int_access_events_windowed (window_start_at)';
+    end if;
+end;
+$windows$;

@@ -186,6 +186,13 @@ MARTS = {
         " from marts.agg_access_hourly",
         "agg_access_hourly",
     ),
+    "agg_access_fleet_15min": (
+        "select window_start_at, region, device_type, model, event_count, open_count,"
+        " close_count, fail_count, app_trigger_count, keypad_trigger_count,"
+        " remote_trigger_count, schedule_trigger_count, voice_trigger_count,"
+        " auto_close_trigger_count from marts.agg_access_fleet_15min",
+        "agg_access_fleet_15min",
+    ),
     "agg_access_daily": (
         "select day_start_at, household_id, region, device_type, model, event_count,"
         " open_count, close_count, fail_count, failure_rate, distinct_trigger_count,"

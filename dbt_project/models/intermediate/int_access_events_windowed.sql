@@ -7,6 +7,7 @@
         indexes=[
             {'columns': ['device_id', 'window_start_at']},
             {'columns': ['household_id', 'window_start_at']},
+            {'columns': ['window_start_at']},
             {'columns': ['transformed_at']},
         ],
     )
