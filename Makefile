@@ -89,7 +89,7 @@ BENCH_TRANSFORM_EVENTS_PER_SECOND ?= 1000
 bench-transform: setup ## the 15-min cycle at 1k ev/s vs one CTAS, at each history size of BENCH_HISTORY_ROWS
 	@BENCH_HISTORY_ROWS=$(BENCH_HISTORY_ROWS) PYTHONPATH=$(CURDIR)/plugins:$(CURDIR) $(PY) benchmarks/transform.py --events-per-second $(BENCH_TRANSFORM_EVENTS_PER_SECOND)
 
-bench-dashboard: setup ## every page's queries at BENCH_DASHBOARD_EVENTS events (issue figure: 20000000)
+bench-dashboard: setup ## every page's queries at BENCH_DASHBOARD_EVENTS events, 1 s warm and 2 s cold a page (50000000: ~35 min)
 	@$(PY) benchmarks/dashboard.py --events $(BENCH_DASHBOARD_EVENTS)
 
 bench-kafka-ui: setup ## every :8090 inspector page, cold and warm, on a topic of BENCH_KAFKA_UI_MESSAGES records (1 s ceiling)
