@@ -43,8 +43,18 @@ wipe: ## delete the embedded stack's data (run `make down` first)
 migrate: setup ## apply database migrations to the configured PostgreSQL
 	@$(PY) -m stack migrate
 
-test: setup ## run every test (unit, integration, e2e) against real services
-	@$(PY) -m pytest tests --durations=25
+test: setup ## run every test against real services: e2e beside unit + integration (2 processes)
+	@$(PY) -m tests.prepare
+	@e2e_log=$$(mktemp); \
+	echo "==> tests/e2e runs beside tests/unit and tests/integration; its report follows theirs"; \
+	$(PY) -m pytest tests/e2e --durations=10 -p no:cacheprovider > "$$e2e_log" 2>&1 & e2e=$$!; \
+	$(PY) -m pytest tests/unit tests/integration --durations=20; rest=$$?; \
+	wait $$e2e; e2e_status=$$?; \
+	echo "==> tests/e2e"; cat "$$e2e_log"; rm -f "$$e2e_log"; \
+	if [ $$rest -ne 0 ] || [ $$e2e_status -ne 0 ]; then \
+		echo "make test: failed: $$([ $$rest -ne 0 ] && echo 'unit/integration ')$$([ $$e2e_status -ne 0 ] && echo e2e)"; \
+		exit 1; \
+	fi
 
 test-unit: setup ## tests that need no service
 	@$(PY) -m pytest tests/unit
