@@ -84,6 +84,7 @@ def test_no_page_query_reads_more_with_longer_history(
     assert {
         "marts.fct_access_events",
         "marts.agg_access_15min",
+        "marts.agg_access_fleet_15min",
         "marts.agg_access_hourly",
         "marts.fct_alerts",
         "marts.fct_device_health_hourly",
