@@ -495,7 +495,7 @@ def _print(results: dict[str, Any]) -> None:
             print(f"       {row['query']:28s} {row['warm_median_s']:8.4f} s  {row['rows']:>7} rows")
 
 
-def _analyst_engine(server: EphemeralPostgres) -> sa.Engine:
+def analyst_engine(server: EphemeralPostgres, database: str = "smart_access") -> sa.Engine:
     """The dashboard's connection: the read-only analyst role."""
     url = sa.engine.URL.create(
         "postgresql+psycopg2",
@@ -503,7 +503,7 @@ def _analyst_engine(server: EphemeralPostgres) -> sa.Engine:
         password=server.role_passwords["smart_access_analyst"],
         host="127.0.0.1",
         port=server.port,
-        database="smart_access",
+        database=database,
     )
     return sa.create_engine(url, pool_pre_ping=True)
 
@@ -512,7 +512,7 @@ def _explain(server: EphemeralPostgres, page: str, result: dict[str, Any]) -> No
     """Print the executed plan of the slowest query of a page over its ceiling."""
     slowest = max(result["queries"], key=lambda row: row["cold_s"] + row["warm_median_s"])
     query, params = next((qy, pa) for qy, pa in PAGES[page] if qy.name == slowest["query"])
-    engine = _analyst_engine(server)
+    engine = analyst_engine(server)
     try:
         with engine.connect() as conn:
             plan = conn.execute(
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         # Cold: the first run after a restart (empty shared buffers; the operating
         # system's page cache stays as the build left it).
         server.restart()
-        engine = _analyst_engine(server)
+        engine = analyst_engine(server)
         results = _time_pages(engine, args.repeat, list(PAGES))
         print(f"\ndashboard page queries, {args.events:,} access events, {args.devices:,} devices")
         _print(results)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from analytics import queries as q
 from analytics.ui import NO_MARTS
-from benchmarks.dashboard import PAGES
+from benchmarks.dashboard import PAGES, analyst_engine
 from stack.ephemeral import EphemeralPostgres
 from tests.apptest_support import DASHBOARD, metrics, open_page, texts
 from tests.dbt_ledger import Ledger, build_fleet
@@ -61,15 +61,7 @@ def analyst_env(
 
 
 def test_every_page_query_runs_on_the_dbt_marts(pg: EphemeralPostgres, warehouse: str) -> None:
-    url = sa.engine.URL.create(
-        "postgresql+psycopg2",
-        username="smart_access_analyst",
-        password=pg.role_passwords["smart_access_analyst"],
-        host="127.0.0.1",
-        port=pg.port,
-        database=warehouse,
-    )
-    engine = sa.create_engine(url)
+    engine = analyst_engine(pg, warehouse)
     ran = set()
     try:
         with engine.connect() as conn:

@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
-import sqlalchemy as sa
 
-from benchmarks.dashboard import PAGES
+from benchmarks.dashboard import PAGES, analyst_engine
 from stack.ephemeral import EphemeralPostgres
 from tests.plan_guard import (
     HISTORY_DAYS,
@@ -28,18 +27,6 @@ from tests.plan_guard import (
     seed_history,
     table_rows,
 )
-
-
-def _engine(pg: EphemeralPostgres, database: str) -> sa.Engine:
-    url = sa.engine.URL.create(
-        "postgresql+psycopg2",
-        username="smart_access_analyst",
-        password=pg.role_passwords["smart_access_analyst"],
-        host="127.0.0.1",
-        port=pg.port,
-        database=database,
-    )
-    return sa.create_engine(url)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def histories(pg: EphemeralPostgres, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _reads(pg: EphemeralPostgres, database: str) -> dict[tuple[str, str], dict]:
-    engine = _engine(pg, database)
+    engine = analyst_engine(pg, database)
     out = {}
     try:
         for page, entries in PAGES.items():
