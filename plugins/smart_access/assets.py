@@ -21,6 +21,7 @@ MARTS = (
     "fct_alerts",
     "fct_device_health_hourly",
     "agg_access_15min",
+    "agg_access_fleet_15min",
     "agg_access_hourly",
     "agg_access_daily",
     "device_status_current",
