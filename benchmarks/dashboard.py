@@ -397,21 +397,12 @@ def _empty_marts(cur: psycopg2.extensions.cursor, days: int) -> list[str]:
         where n.nspname = 'marts' and not t.relispartition
         """
     )
-    definitions = [definition.replace(" ON ONLY ", " ON ") for _, definition in cur.fetchall()]
+    indexes = cur.fetchall()
     for name, table in constraints:
         cur.execute(f'alter table {table} drop constraint "{name}"')
-    cur.execute(
-        """
-        select i.indexrelid::regclass::text
-        from pg_index as i
-        join pg_class as t on t.oid = i.indrelid
-        join pg_namespace as n on n.oid = t.relnamespace
-        where n.nspname = 'marts' and not t.relispartition
-        """
-    )
-    for (index,) in cur.fetchall():
-        cur.execute(f"drop index {index}")
-    return definitions
+    for index, _ in indexes:  # a key's index went with its constraint
+        cur.execute(f"drop index if exists {index}")
+    return [definition.replace(" ON ONLY ", " ON ") for _, definition in indexes]
 
 
 def _build(server: EphemeralPostgres, events: int, devices: int, work: Path) -> dict[str, float]:

@@ -208,9 +208,16 @@ join pg_namespace as rn on rn.oid = r.relnamespace
 """
 
 
-def plan_reads(conn: sa.Connection, sql: str, params: Mapping[str, Any]) -> dict[str, Reads]:
-    """Rows read per table by one query's scans, from its executed plan."""
-    parents = dict(conn.execute(sa.text(ROOTS_SQL)).fetchall())
+def partition_parents(conn: sa.Connection) -> dict[str, str]:
+    """Partition -> its partitioned table, schema-qualified."""
+    return dict(conn.execute(sa.text(ROOTS_SQL)).fetchall())
+
+
+def plan_reads(
+    conn: sa.Connection, sql: str, params: Mapping[str, Any], parents: Mapping[str, str]
+) -> dict[str, Reads]:
+    """Rows read per table by one query's scans, from its executed plan (`parents`:
+    partition_parents() of the database)."""
     conn.execute(sa.text("set local enable_seqscan = off"))
     conn.execute(sa.text("set local jit = off"))
     (plan,) = conn.execute(

@@ -22,6 +22,7 @@ from stack.ephemeral import EphemeralPostgres
 from tests.plan_guard import (
     HISTORY_DAYS,
     growing_tables,
+    partition_parents,
     plan_reads,
     reads_grow,
     seed_history,
@@ -49,10 +50,12 @@ def _reads(pg: EphemeralPostgres, database: str) -> dict[tuple[str, str], dict]:
     engine = analyst_engine(pg, database)
     out = {}
     try:
+        with engine.connect() as conn:
+            parents = partition_parents(conn)
         for page, entries in PAGES.items():
             for query, params in entries:
                 with engine.begin() as conn:
-                    out[(page, query.name)] = plan_reads(conn, query.sql, params)
+                    out[(page, query.name)] = plan_reads(conn, query.sql, params, parents)
     finally:
         engine.dispose()
     return out
