@@ -90,7 +90,7 @@ bench: setup ## every benchmark, even when one misses its target; a summary says
 	if [ -n "$$missed" ]; then echo "make bench: missed:$$missed"; exit 1; fi; \
 	echo "make bench: every benchmark within its target"
 
-bench-ingest: setup ## consumer drain vs bare COPY, latency at 5k ev/s, RSS (BENCH_EVENTS=1000000)
+bench-ingest: setup ## consumer drain vs bare COPY and the Kafka Connect + Debezium JDBC peer, latency at 1k/5k/20k ev/s, RSS (BENCH_EVENTS=1000000)
 	@$(PY) -m benchmarks.ingest
 
 BENCH_HISTORY_ROWS ?= 1000000,50000000

@@ -2,7 +2,8 @@
 
 `make test` runs tests/e2e beside tests/unit + tests/integration (two processes on
 the two cores). Both would otherwise install the same things the first time on a
-fresh machine, at once: PostgreSQL's server binaries, the Kafka jars, Debian's
+fresh machine, at once: PostgreSQL's server binaries, the Kafka jars (and Kafka
+Connect's with the Debezium JDBC sink, the ingest benchmark's peer), Debian's
 Prometheus packages (one apt lock), the StatsD exporter and Chromium.
 
     python -m tests.prepare
@@ -15,6 +16,7 @@ import time
 
 import pytest
 
+from benchmarks import peer
 from stack import exporters, kafka, postgres, prometheus
 from stack.config import StackError
 from tests.browser_support import chromium_path
@@ -22,6 +24,7 @@ from tests.browser_support import chromium_path
 STEPS = [
     ("PostgreSQL server binaries", postgres.ensure_binaries),
     ("Apache Kafka jars", kafka.ensure_jars),
+    ("Kafka Connect peer jars", peer.ensure_jars),
     *(
         (name, lambda name=name: prometheus.ensure_binary(name))
         for name in (
