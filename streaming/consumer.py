@@ -77,6 +77,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 20_000
 DEFAULT_BATCH_TIMEOUT = 0.25
+# the longest one consume() call waits (seconds): a batch's size, time and caught-up
+# checks run at least this often
+LOOK_AGAIN = 0.02
 _PG_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError)
 _AUTH_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
 
@@ -240,6 +243,8 @@ class SinkConsumer:
             # a stored position outside the log is reported, never silently reset:
             # the log was replaced (topic recreated, broker data lost)
             **{"auto.offset.reset": "error"},
+            # a partition read to its end says so: a caught-up batch need not wait
+            **{"enable.partition.eof": True},
             **membership,
             **(consumer_overrides or {}),
         )
@@ -261,6 +266,8 @@ class SinkConsumer:
         self._inflight: tuple[Batch, Future[BatchResult]] | None = None
         self.batch_deadline = 0.0
         self.assignment: set[tuple[str, int]] = set()
+        # assigned partitions read to their end since their last record
+        self.drained: set[tuple[str, int]] = set()
         self.need_rewind = False
         self.stopping = False
         self.backoff = 0.5
@@ -328,6 +335,7 @@ class SinkConsumer:
         if halted:
             consumer.pause(halted)
         self.assignment |= set(wanted)
+        self.drained -= set(wanted)  # read to its end only once librdkafka says so
         if not partitions:  # a cooperative rebalance that gave this member nothing new
             return
         logger.info(
@@ -449,6 +457,7 @@ class SinkConsumer:
             self.batch = None
         self.assignment -= gone
         self.halted -= gone
+        self.drained -= gone
         self.need_rewind = self.need_rewind and bool(self.assignment)
         logger.info("revoked %d partitions", len(gone))
 
@@ -460,6 +469,7 @@ class SinkConsumer:
             self.batch = self.batch.drop_partitions(gone)
         self.assignment -= gone
         self.halted -= gone
+        self.drained -= gone
         logger.warning("lost %d partitions (session expired); their records are dropped", len(gone))
 
     # --- PostgreSQL retries --------------------------------------------------
@@ -558,17 +568,29 @@ class SinkConsumer:
         if self.batch is None or not self.batch.size:
             # the first record of a batch may arrive right away: its wait starts now
             self.batch_deadline = called + self.batch_timeout
-        timeout = max(0.0, self.batch_deadline - called)
+        # consume() waits its whole timeout unless it fills `want`: look again soon, so
+        # a partition's end (or the writer coming free) closes the batch without delay
+        timeout = min(max(0.0, self.batch_deadline - called), LOOK_AGAIN)
         want = self.batch_size - (self.batch.size if self.batch else 0)
         messages = self.consumer.consume(num_messages=max(1, min(want, 10_000)), timeout=timeout)
         if messages:
             self._absorb(messages, called)
-        if (
-            self.batch is not None
-            and self.batch.size
-            and (self.batch.size >= self.batch_size or time.monotonic() >= self.batch_deadline)
-        ):
-            self._submit(retry=True)
+        batch = self.batch
+        if batch is not None and batch.size:
+            # a batch closes on size, on time, or when every assigned partition is read
+            # to its end and the writer is free (no waiting to fill once caught up)
+            writer_free = self._inflight is None or self._inflight[1].done()
+            if (
+                batch.size >= self.batch_size
+                or time.monotonic() >= self.batch_deadline
+                or (writer_free and self._caught_up())
+            ):
+                self._submit(retry=True)
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition is read to its end (a halted one counts: it is
+        paused and sends nothing)."""
+        return self.assignment <= self.drained | self.halted
 
     def _absorb(self, messages: list[Any], called: float) -> None:
         now = datetime.now(UTC)
@@ -581,17 +603,22 @@ class SinkConsumer:
             batch.started_at = now - timedelta(seconds=time.monotonic() - called)
             batch.started_monotonic = called
         epochs, expected, halted = self.epochs, self.expected, self.halted
+        drained = self.drained
         consumed: dict[str, int] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
-                if err.code() == KafkaError._AUTO_OFFSET_RESET and msg.topic():
+                if err.code() == KafkaError._PARTITION_EOF:
+                    drained.add((msg.topic(), msg.partition()))
+                elif err.code() == KafkaError._AUTO_OFFSET_RESET and msg.topic():
                     self._halt_running(msg.topic(), msg.partition(), err.str())
-                elif err.code() != KafkaError._PARTITION_EOF:
+                else:
                     self._kafka_error(err)
                 continue
             topic = msg.topic()
             key = (topic, msg.partition())
+            if drained:
+                drained.discard(key)
             offset = msg.offset()
             if halted and key in halted:
                 continue
@@ -800,6 +827,7 @@ class SinkConsumer:
             TopicPartition(t, p, positions.get((t, p), OFFSET_BEGINNING))
             for t, p in sorted(self.assignment)
         ]
+        self.drained.clear()  # the positions move back: the ends are ahead again
         for part in parts:
             if part.offset >= 0:
                 self.expected[(part.topic, part.partition)] = part.offset
