@@ -6,16 +6,9 @@ import json
 
 from benchmarks import peer
 from streaming.simulator import Simulator, SimulatorConfig
-from streaming.sink import COLUMNS, TABLES
+from streaming.sink import _KAFKA_COLUMNS, COLUMNS, TABLES
 
-KAFKA_COLUMNS = {
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "kafka_timestamp",
-    "kafka_key",
-    "kafka_log_epoch",
-}
+KAFKA_COLUMNS = set(_KAFKA_COLUMNS)  # the Kafka metadata every landing table starts with
 # what only our sink can know: the v0 guide's own event id (the peer reads v1 messages)
 OURS_ONLY = {"source_event_id"}
 
