@@ -20,10 +20,11 @@
    the duplicate coordinates it leaves (ours are counted the same way).
 
 Writes benchmarks/results/ingest.json (`peer_rows_per_s` is the best peer run) and
-prints the ceiling, ours and the peer in one table; exits 1 when a target is missed. With KAFKA_BROKERS=3 (and
-optionally KAFKA_AUTH=scram) the same run goes through a throw-away three-broker cluster
-(replication 3, min.insync.replicas 2, acks=all; with scram the consumer logs in as its
-own principal over TLS) and writes ingest-brokers3[-scram].json instead.
+prints the ceiling, ours and the peer in one table; exits 1 when a target is missed.
+With KAFKA_BROKERS=3 (and optionally KAFKA_AUTH=scram) the same run goes through a
+throw-away three-broker cluster (replication 3, min.insync.replicas 2, acks=all; with
+scram the consumer logs in as its own principal over TLS) and writes
+ingest-brokers3[-scram].json instead; the peer runs on the single broker only.
 """
 
 from __future__ import annotations
@@ -65,20 +66,35 @@ TARGETS = {
 }
 
 
-def produce(
-    kafka: EphemeralKafka | EphemeralKafkaCluster, sim: Simulator, n: int, rate: float | None
-) -> list[Any]:
-    """Send n simulated messages (paced when rate is given); returns them."""
-    producer = Producer(
+def _producer(kafka: EphemeralKafka | EphemeralKafkaCluster, linger_ms: int) -> Producer:
+    return Producer(
         {
             **kafka.client_config(),
             "enable.idempotence": True,
             "acks": "all",
             "compression.type": "lz4",
-            "linger.ms": 20 if rate is None else 5,
+            "linger.ms": linger_ms,
             "queue.buffering.max.kbytes": 262_144,
         }
     )
+
+
+def _send(producer: Producer, topic: str, key: Any, value: Any, done: Any = None) -> None:
+    """Produce one message, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=done)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
+
+
+def produce(
+    kafka: EphemeralKafka | EphemeralKafkaCluster, sim: Simulator, n: int, rate: float | None
+) -> list[Any]:
+    """Send n simulated messages (paced when rate is given); returns them."""
+    producer = _producer(kafka, linger_ms=20 if rate is None else 5)
     failures = 0
 
     def done(err: Any, _msg: Any) -> None:
@@ -93,13 +109,7 @@ def produce(
             if ahead > 0:
                 time.sleep(ahead)
         m = sim.next()
-        while True:
-            try:
-                producer.produce(m.topic, key=m.key, value=m.value, on_delivery=done)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        _send(producer, m.topic, m.key, m.value, done)
         sent.append(m)
     if producer.flush(300) or failures:
         raise RuntimeError(f"preload failed: {failures} delivery failures")
@@ -109,25 +119,10 @@ def produce(
 def produce_peer(kafka: EphemeralKafka, messages: list[Any]) -> None:
     """The same messages in JsonConverter envelopes to the peer's topics (benchmarks.peer)."""
     peer.create_topics(kafka)
-    producer = Producer(
-        {
-            **kafka.client_config(),
-            "enable.idempotence": True,
-            "acks": "all",
-            "compression.type": "lz4",
-            "linger.ms": 20,
-            "queue.buffering.max.kbytes": 262_144,
-        }
-    )
+    producer = _producer(kafka, linger_ms=20)
     for m in messages:
         topic, value = peer.envelope(m.topic, m.value)
-        while True:
-            try:
-                producer.produce(topic, key=m.key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        _send(producer, topic, m.key, value)
     if producer.flush(300):
         raise RuntimeError("peer preload: messages left undelivered after 300 s")
 
@@ -371,6 +366,7 @@ def main() -> int:
         sampler.join()
         conn.close()
         peer_runs: list[peer.PeerRun] = []
+        best: peer.PeerRun | None = None
         peer_kill: peer.PeerRun | None = None
         if with_peer:
             assert isinstance(kafka, EphemeralKafka)
@@ -382,9 +378,9 @@ def main() -> int:
                     tasks, run.rows, run.seconds, run.rows_per_s,
                 )  # fmt: skip
                 peer_runs.append(run)
-            best_tasks = max(peer_runs, key=lambda r: r.rows_per_s).tasks
-            logger.info("peer: SIGKILL of the worker half way (%d task(s))", best_tasks)
-            peer_kill = peer.drain_with_kill(kafka, pg, events, best_tasks)
+            best = max(peer_runs, key=lambda r: r.rows_per_s)
+            logger.info("peer: SIGKILL of the worker half way (%d task(s))", best.tasks)
+            peer_kill = peer.drain_with_kill(kafka, pg, events, best.tasks)
             logger.info(
                 "peer after SIGKILL: %d rows for %d messages, %d duplicates",
                 peer_kill.rows, events, peer_kill.duplicates,
@@ -402,7 +398,6 @@ def main() -> int:
         pg.destroy()
 
     ours = events / drain_s
-    best = max(peer_runs, key=lambda r: r.rows_per_s) if peer_runs else None
     peer_rate = best.rows_per_s if best else None
     checks = {
         "throughput_ratio": ours / ceiling >= TARGETS["throughput_ratio"],

@@ -44,6 +44,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stack.config import StackError
 from stack.ephemeral import EphemeralKafka, EphemeralPostgres, free_port
+from stack.kafka import run_maven
 from streaming.topics import DEVICES, EVENTS, HEALTH
 
 logger = logging.getLogger("benchmarks.peer")
@@ -131,15 +132,9 @@ def ensure_jars() -> Path:
         if not shutil.which(tool):
             raise PeerError(f"{tool} not found on PATH: the Kafka Connect peer needs it")
     logger.info("fetching Kafka Connect and the Debezium JDBC sink from Maven Central")
-    result = subprocess.run(
-        ["mvn", "-q", "-B", "-s", str(SETTINGS), "-f", str(POM), "dependency:copy-dependencies"],
-        capture_output=True,
-        text=True,
-        check=False,
+    run_maven(
+        ["-s", str(SETTINGS), "-f", str(POM), "dependency:copy-dependencies"], "the peer's jars"
     )
-    if result.returncode != 0:
-        detail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise PeerError(f"Maven could not fetch the peer's jars: {' | '.join(detail)}")
     (LIBS / ".complete").touch()
     return LIBS
 

@@ -59,17 +59,17 @@ def ensure_jars() -> Path:
                 "or point KAFKA_BOOTSTRAP_SERVERS at your own broker"
             )
     logger.info("fetching Apache Kafka jars from Maven Central (first run only)")
-    result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", "dependency:copy"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        detail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise StackError(f"Maven could not fetch the Kafka jars: {' | '.join(detail)}")
+    run_maven(["-f", str(POM), "dependency:copy-dependencies", "dependency:copy"], "the Kafka jars")
     (LIBS / ".complete").touch()
     return LIBS
+
+
+def run_maven(args: list[str], what: str) -> None:
+    """`mvn -q -B <args>`; a failure is one StackError naming `what` with Maven's last lines."""
+    result = subprocess.run(["mvn", "-q", "-B", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        raise StackError(f"Maven could not fetch {what}: {' | '.join(detail)}")
 
 
 def voters(nodes: list[KafkaNode]) -> str:
