@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup up down status logs stop start restart wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard bench-kafka-ui lint transform psql
+.PHONY: help setup up down status logs stop start restart wipe migrate test test-unit test-integration test-e2e fuzz bench bench-ingest bench-transform bench-dashboard bench-kafka-ui bench-soak lint transform psql
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -75,7 +75,7 @@ BENCH_DASHBOARD_EVENTS ?= 5000000
 
 BENCH_KAFKA_UI_MESSAGES ?= 10000000
 
-BENCHMARKS := bench-ingest bench-transform bench-dashboard bench-kafka-ui
+BENCHMARKS := bench-ingest bench-transform bench-dashboard bench-kafka-ui bench-soak
 
 bench: setup ## every benchmark, even when one misses its target; a summary says which (non-zero exit)
 	@missed=""; \
@@ -104,6 +104,12 @@ bench-dashboard: setup ## every page's queries at BENCH_DASHBOARD_EVENTS events,
 
 bench-kafka-ui: setup ## every :8090 inspector page, cold and warm, on a topic of BENCH_KAFKA_UI_MESSAGES records (1 s ceiling)
 	@$(PY) benchmarks/kafka_ui.py --messages $(BENCH_KAFKA_UI_MESSAGES)
+
+SOAK_RATE ?= 2000
+SOAK_MINUTES ?= 60
+
+bench-soak: setup ## the whole platform for SOAK_MINUTES at SOAK_RATE ev/s: lag, every DAG run, RSS per service
+	@SOAK_RATE=$(SOAK_RATE) SOAK_MINUTES=$(SOAK_MINUTES) $(PY) benchmarks/soak.py
 
 lint: setup ## ruff and mypy
 	@$(VENV)/bin/ruff check .

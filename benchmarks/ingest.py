@@ -44,7 +44,7 @@ from typing import Any
 import psycopg2
 from confluent_kafka import Producer
 
-from benchmarks import peer
+from benchmarks import hot_path, peer
 from stack.ephemeral import EphemeralKafka, EphemeralKafkaCluster, EphemeralPostgres
 from streaming.contracts import Invalid, Validator
 from streaming.simulator import Simulator, SimulatorConfig
@@ -365,6 +365,11 @@ def main() -> int:
         sampler.stopped.set()
         sampler.join()
         conn.close()
+        hot: dict[str, Any] | None = None
+        if isinstance(kafka, EphemeralKafka) and not os.environ.get("BENCH_NO_PROFILE"):
+            logger.info("hot path: each step of the consumer alone on the same backlog")
+            hot = hot_path.profile(kafka.bootstrap, events)
+            hot_path.log_table(hot, drain_s / events * 1e6)
         peer_runs: list[peer.PeerRun] = []
         best: peer.PeerRun | None = None
         peer_kill: peer.PeerRun | None = None
@@ -450,6 +455,8 @@ def main() -> int:
         "max_latency_ms": round(float(lat_max), 1),
         "latency": [latency[rate] for rate in LATENCY_RATES],
         "consumer_max_rss_mb": round(sampler.peak_kb / 1024, 1),
+        "drain_us_per_record": round(drain_s / events * 1e6, 2),
+        "hot_path": hot,
         "preload_seconds": round(preload_s, 2),
         "targets": TARGETS,
         "checks": checks,
@@ -480,6 +487,12 @@ def main() -> int:
         load = " ".join(f"{x:.2f}" for x in figures["load_average"])
         print(f"{f'{rate:,} events/s':<36} {figures['p50_ms']:>8.0f} {figures['p99_ms']:>8.0f}"
               f" {figures['max_ms']:>8.0f} {target:>11}  {load}")  # fmt: skip
+    if hot:
+        print(f"\n{'hot path, each step alone':<36} {'us/record':>10} {'seconds':>8}")
+        for step in hot_path.STEPS:
+            print(f"{step:<36} {hot['us_per_record'][step]:>10.2f} {hot['seconds'][step]:>8.2f}")
+        print(f"{'serial sum':<36} {hot['serial_us_per_record']:>10.2f}")
+        print(f"{'our drain (steps overlapped)':<36} {result['drain_us_per_record']:>10.2f}")
     print()
     print(f"{'consumer peak RSS MB':<36} {result['consumer_max_rss_mb']:>8.0f}   (<= 250)")
     print(f"{'ours: duplicate coordinates':<36} {0 if no_duplicates else 'some':>8}   (0)")

@@ -71,7 +71,7 @@ def supervisor_pid(config: StackConfig) -> int | None:
     return pid
 
 
-def _process_info(config: StackConfig) -> dict[str, dict[str, Any]]:
+def process_info(config: StackConfig) -> dict[str, dict[str, Any]]:
     if supervisor_pid(config) is None:
         return {}
     try:
@@ -119,7 +119,7 @@ def _check_ports(entries: list[Service], info: dict[str, dict[str, Any]]) -> Non
 def _wait_running(config: StackConfig, names: list[str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = _process_info(config)
+        info = process_info(config)
         states = {n: info.get(n, {}).get("statename") for n in names}
         if all(s == "RUNNING" for s in states.values()):
             return
@@ -153,7 +153,7 @@ def _start_supervisor(config: StackConfig, entries: list[Service]) -> None:
             [str(Path(sys.executable).parent / "supervisord"), "-c", str(conf)], check=True
         )
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not _process_info(config):
+        while time.monotonic() < deadline and not process_info(config):
             time.sleep(0.2)
     else:
         # Picks up added, removed or changed programs; unchanged ones keep running.
@@ -170,7 +170,7 @@ def _start_supervisor(config: StackConfig, entries: list[Service]) -> None:
 def cmd_up(config: StackConfig) -> None:
     for folder in (config.root, config.log_dir, config.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    info = _process_info(config)
+    info = process_info(config)
     if config.airflow_enabled:
         # Secrets and the login's password file must exist before the services' config.
         airflow.prepare(config, dict(os.environ))
@@ -303,7 +303,7 @@ def cmd_up(config: StackConfig) -> None:
 
 def _rpc_start(config: StackConfig, names: list[str]) -> None:
     server = _rpc(config)
-    info = _process_info(config)
+    info = process_info(config)
     for name in names:
         if info.get(name, {}).get("statename") not in {"RUNNING", "STARTING"}:
             try:
@@ -345,7 +345,7 @@ def _stop(config: StackConfig, names: list[str]) -> None:
     server = _rpc(config)
     live = {"RUNNING", "STARTING", "BACKOFF"}
     for batch in _stop_batches(names):
-        info = _process_info(config)
+        info = process_info(config)
         running = [n for n in batch if info.get(n, {}).get("statename") in live]
         for name in running:
             try:
@@ -356,7 +356,7 @@ def _stop(config: StackConfig, names: list[str]) -> None:
                     raise
         deadline = time.monotonic() + 120
         while len(running) > 1 and time.monotonic() < deadline:
-            info = _process_info(config)
+            info = process_info(config)
             if not any(info.get(n, {}).get("statename") in live | {"STOPPING"} for n in running):
                 break
             time.sleep(0.3)
@@ -367,7 +367,7 @@ def cmd_down(config: StackConfig) -> None:
     if pid is None:
         _say("the stack is not running")
         return
-    order = [n for n in stop_order(services(config)) if n in _process_info(config)]
+    order = [n for n in stop_order(services(config)) if n in process_info(config)]
     _step(f"stopping {', '.join(order)}", lambda: _stop(config, order))
 
     def stop() -> None:
@@ -432,7 +432,7 @@ def format_uptime(seconds: int) -> str:
 
 
 def cmd_status(config: StackConfig) -> None:
-    info = _process_info(config)
+    info = process_info(config)
     log = config.log_dir / "supervisord.log"
     exits = unexpected_exits(log.read_text(errors="replace")) if info and log.exists() else {}
     now = datetime.now()  # supervisord logs local time

@@ -143,6 +143,7 @@ class StackConfig:
     kafka_passwords: dict[str, str] = field(default_factory=dict)
     kafka_ca_location: str | None = None
     kafka_replication_factor: int = 0  # 0: derived (see kafka_replication)
+    simulator_rate: int = 50  # SIMULATOR_RATE: events per second the simulator sends
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
@@ -174,6 +175,7 @@ class StackConfig:
             kafka_passwords=principals.passwords(env),
             kafka_ca_location=env.get("KAFKA_SSL_CA_LOCATION") or None,
             kafka_replication_factor=_count(env, "KAFKA_REPLICATION_FACTOR", 0),
+            simulator_rate=_count(env, "SIMULATOR_RATE", 50),
             role_passwords=passwords,
             airflow_port=_port(env, "AIRFLOW_PORT", 8080),
             airflow_enabled=_flag(env, "SMART_ACCESS_AIRFLOW", default=True),

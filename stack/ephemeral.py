@@ -28,6 +28,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Every port variable of the embedded stack (stack.config): a whole stack on free ports.
+STACK_PORT_VARIABLES = (
+    "PGPORT",
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "AIRFLOW_PORT",
+    "DASHBOARD_PORT",
+    "KAFKA_UI_PORT",
+    "CONSUMER_METRICS_PORT",
+    "SIMULATOR_METRICS_PORT",
+    "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "KAFKA_METRICS_PORT",
+    "POSTGRES_EXPORTER_PORT",
+    "NODE_EXPORTER_PORT",
+    "AIRFLOW_STATSD_PORT",
+    "STATSD_EXPORTER_PORT",
+)
+
+
+def free_stack_ports() -> dict[str, str]:
+    """A free port for each of the embedded stack's port variables."""
+    return {name: str(free_port()) for name in STACK_PORT_VARIABLES}
+
+
 def make_tempdir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)  # the postgres OS user must reach the data directory

@@ -76,13 +76,13 @@ def services(config: StackConfig) -> list[Service]:
     found.append(
         Service(
             name="simulator",
-            description="device simulator (~50 events/s)",
+            description=f"device simulator (~{config.simulator_rate} events/s)",
             command=[
                 sys.executable,
                 "-m",
                 "streaming.producer",
                 "--rate",
-                "50",
+                str(config.simulator_rate),
                 "--invalid-ratio",
                 "0.002",
                 "--duplicate-ratio",

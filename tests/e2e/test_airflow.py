@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 
 from stack.config import REPO_ROOT
-from stack.ephemeral import free_port, make_tempdir
+from stack.ephemeral import free_stack_ports, make_tempdir
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
@@ -54,23 +54,9 @@ def receiver() -> Iterator[Receiver]:
 def stack_env(receiver: Receiver) -> Iterator[dict[str, str]]:
     root = make_tempdir("smart-access-stack-airflow-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_", "AIRFLOW"))}
+    env.update(free_stack_ports())
     env.update(
         SMART_ACCESS_STACK_DIR=str(root / "stack"),
-        PGPORT=str(free_port()),
-        KAFKA_PORT=str(free_port()),
-        KAFKA_CONTROLLER_PORT=str(free_port()),
-        AIRFLOW_PORT=str(free_port()),
-        DASHBOARD_PORT=str(free_port()),
-        KAFKA_UI_PORT=str(free_port()),
-        CONSUMER_METRICS_PORT=str(free_port()),
-        SIMULATOR_METRICS_PORT=str(free_port()),
-        PROMETHEUS_PORT=str(free_port()),
-        ALERTMANAGER_PORT=str(free_port()),
-        KAFKA_METRICS_PORT=str(free_port()),
-        POSTGRES_EXPORTER_PORT=str(free_port()),
-        NODE_EXPORTER_PORT=str(free_port()),
-        AIRFLOW_STATSD_PORT=str(free_port()),
-        STATSD_EXPORTER_PORT=str(free_port()),
         # a burst of 50 dead letters within a minute starts the triage
         SMART_ACCESS_DLQ_BURST_THRESHOLD="50",
         # every pipeline run here outlives a 20-second deadline: the alert must fire

@@ -21,7 +21,7 @@ import pytest
 
 from stack.cli import port_in_use
 from stack.config import REPO_ROOT
-from stack.ephemeral import free_port, make_tempdir
+from stack.ephemeral import free_stack_ports, make_tempdir
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
@@ -61,25 +61,11 @@ def webhook(receiver: Receiver) -> str:
 def stack_env(webhook: str) -> Iterator[dict[str, str]]:
     root = make_tempdir("smart-access-stack-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "KAFKA_"))}
+    env.update(free_stack_ports())
     env.update(
         SMART_ACCESS_STACK_DIR=str(root),
-        PGPORT=str(free_port()),
-        KAFKA_PORT=str(free_port()),
-        KAFKA_CONTROLLER_PORT=str(free_port()),
-        AIRFLOW_PORT=str(free_port()),
         # Airflow has its own e2e test (test_airflow.py); this one exercises the supervisor.
         SMART_ACCESS_AIRFLOW="off",
-        DASHBOARD_PORT=str(free_port()),
-        KAFKA_UI_PORT=str(free_port()),
-        CONSUMER_METRICS_PORT=str(free_port()),
-        SIMULATOR_METRICS_PORT=str(free_port()),
-        PROMETHEUS_PORT=str(free_port()),
-        ALERTMANAGER_PORT=str(free_port()),
-        KAFKA_METRICS_PORT=str(free_port()),
-        POSTGRES_EXPORTER_PORT=str(free_port()),
-        NODE_EXPORTER_PORT=str(free_port()),
-        AIRFLOW_STATSD_PORT=str(free_port()),
-        STATSD_EXPORTER_PORT=str(free_port()),
         SMART_ACCESS_ALERT_WEBHOOK_URL=webhook,
     )
     try:

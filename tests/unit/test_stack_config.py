@@ -79,3 +79,20 @@ def test_kafka_cluster_ids_never_look_like_an_option() -> None:
     ids = [new_cluster_id() for _ in range(5000)]
     assert not any(i.startswith("-") for i in ids)
     assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
+
+
+def _simulator_rate(config: StackConfig) -> str:
+    from stack.services import services
+
+    simulator = next(entry for entry in services(config) if entry.name == "simulator")
+    return simulator.command[simulator.command.index("--rate") + 1]
+
+
+def test_simulator_rate_is_a_switch_with_a_gentle_default(tmp_path) -> None:
+    base = {"SMART_ACCESS_STACK_DIR": str(tmp_path)}
+    assert _simulator_rate(StackConfig.from_env(base)) == "50"
+    assert _simulator_rate(StackConfig.from_env({**base, "SIMULATOR_RATE": "2000"})) == "2000"
+    for bad in ("0", "fast", "-5"):
+        with pytest.raises(StackError, match=r"^SIMULATOR_RATE=") as info:
+            StackConfig.from_env({**base, "SIMULATOR_RATE": bad})
+        assert "\n" not in str(info.value)

@@ -1,0 +1,52 @@
+"""The soak benchmark's figures and checks (benchmarks/soak.py), from given samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import soak
+
+GREEN = {"dag_id": soak.PIPELINE_DAG, "run_id": "scheduled__1", "state": "success", "seconds": 50.0}
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    samples = [float(n) for n in range(1, 101)]
+    assert soak.percentile(samples, 0.50) == 50.0
+    assert soak.percentile(samples, 0.99) == 99.0
+    assert soak.percentile([3.0], 0.99) == 3.0
+
+
+def test_a_quiet_soak_is_within_every_target() -> None:
+    result = soak.summarize(
+        [0.1] * 99 + [4.0],
+        [GREEN],
+        {"consumer": 100, "postgres": 200},
+        {"consumer": 110, "postgres": 230},
+    )
+    assert result["lag_seconds"] == {"p50": 0.1, "p99": 0.1, "max": 4.0}
+    assert result["memory_growth"] == {"consumer": 0.1, "postgres": 0.15}
+    assert result["within_target"] is True
+
+
+@pytest.mark.parametrize(
+    ("lags", "runs", "end", "missed"),
+    [
+        ([6.0] * 10, [GREEN], {"consumer": 100}, "lag_p99_within_target"),
+        ([], [GREEN], {"consumer": 100}, "lag_p99_within_target"),
+        ([0.1], [], {"consumer": 100}, "pipeline_ran"),
+        ([0.1], [GREEN, {**GREEN, "state": "failed"}], {"consumer": 100}, "every_run_green"),
+        ([0.1], [{**GREEN, "seconds": 181.0}], {"consumer": 100}, "every_run_within_target"),
+        (
+            [0.1],
+            [{**GREEN, "state": "running", "seconds": None}],
+            {"consumer": 100},
+            "every_run_within_target",
+        ),
+        ([0.1], [GREEN], {"consumer": 121}, "memory_growth_within_target"),
+        ([0.1], [GREEN], {}, "services_measured"),
+    ],
+)
+def test_each_target_can_be_missed(lags, runs, end, missed) -> None:
+    result = soak.summarize(lags, runs, {"consumer": 100}, end)
+    assert result[missed] is False
+    assert result["within_target"] is False
