@@ -5,7 +5,7 @@ read and decoded), so its drain time is not their sum. Here each step runs alone
 single-threaded, on the same preloaded topics, with the consumer's own code:
 
     consume   Consumer.consume (10 000 a call) with the sink's consumer settings,
-              until every partition is read to its end
+              the partitions assigned from their start, until each is at its end
     decode    Validator.validate on each value (JSON decode, contract checks)
     encode    absorb_record (key checks, validate, the COPY line, the batch's
               bookkeeping) minus `decode`
@@ -51,7 +51,9 @@ class _TimedSink(PostgresSink):
 
 
 def _consume(bootstrap: str, expected: int) -> tuple[list[Any], float]:
-    from confluent_kafka import Consumer
+    """Every record of the data topics, read from the start; the seconds spent in
+    consume() (the partitions are assigned directly: no group join is timed)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     settings = KafkaSettings(bootstrap_servers=bootstrap)
     config = consumer_config(
@@ -59,14 +61,19 @@ def _consume(bootstrap: str, expected: int) -> tuple[list[Any], float]:
         **{"enable.partition.eof": True},
     )  # fmt: skip
     consumer = Consumer(config)
-    consumer.subscribe(list(DATA_TOPICS))
+    metadata = consumer.list_topics(timeout=30)
+    partitions = [
+        TopicPartition(topic, partition, OFFSET_BEGINNING)
+        for topic in DATA_TOPICS
+        for partition in metadata.topics[topic].partitions
+    ]
+    consumer.assign(partitions)
     messages: list[Any] = []
+    ended: set[tuple[Any, Any]] = set()
     seconds = 0.0
     deadline = time.monotonic() + 600
-    ended: set[tuple[str, int]] = set()
-    assigned = 0
     try:
-        while len(messages) < expected and time.monotonic() < deadline:
+        while len(ended) < len(partitions) and time.monotonic() < deadline:
             started = time.perf_counter()
             got = consumer.consume(num_messages=10_000, timeout=1.0)
             seconds += time.perf_counter() - started
@@ -76,11 +83,10 @@ def _consume(bootstrap: str, expected: int) -> tuple[list[Any], float]:
                     messages.append(message)
                 elif error.code() == KafkaError._PARTITION_EOF:
                     ended.add((message.topic(), message.partition()))
-            assigned = assigned or len(consumer.assignment())
-            if assigned and len(ended) >= assigned and len(messages) >= expected:
-                break
     finally:
         consumer.close()
+    if len(messages) < expected:
+        raise RuntimeError(f"the profile read {len(messages)} of {expected} records")
     return messages, seconds
 
 
