@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
@@ -83,19 +84,33 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[rank - 1]
 
 
+def _growth(start: dict[str, int], end: dict[str, int]) -> dict[str, float]:
+    return {
+        name: round(end[name] / start[name] - 1, 3)
+        for name in sorted(start)
+        if name in end and start[name] > 0
+    }
+
+
 def summarize(
     lags: list[float],
     runs: list[dict[str, Any]],
     memory_start: dict[str, int],
     memory_end: dict[str, int],
+    series: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The soak's figures and its checks against the targets (memory: PSS bytes per
-    service, after the warm-up and at the end)."""
-    growth = {
-        name: round(memory_end[name] / memory_start[name] - 1, 3)
-        for name in sorted(memory_start)
-        if name in memory_end and memory_start[name] > 0
-    }
+    service, after the warm-up and at the end). `series` holds the PSS samples taken
+    between DAG runs from the warm-up on ({"minute": m, "pss": {service: bytes}}); the
+    growth from the first one in the second half of that span to the end is reported
+    beside the target's (warm-up to end), to tell a cache still filling from a leak."""
+    growth = _growth(memory_start, memory_end)
+    second_half: dict[str, float] = {}
+    if series:
+        middle = (series[0]["minute"] + series[-1]["minute"]) / 2
+        later = [sample for sample in series if sample["minute"] >= middle]
+        if later:
+            second_half = _growth(later[0]["pss"], memory_end)
     lag = (
         {
             "p50": round(percentile(lags, 0.50), 2),
@@ -123,6 +138,8 @@ def summarize(
         "memory_start_pss_bytes": memory_start,
         "memory_end_pss_bytes": memory_end,
         "memory_growth": growth,
+        "memory_growth_second_half": second_half,
+        "memory_pss_series": series or [],
         **checks,
         "within_target": all(checks.values()),
     }
@@ -216,7 +233,6 @@ class LagProbe:
         """(seconds, records) behind: the oldest unlanded record's age, the backlog."""
         from confluent_kafka import TopicPartition
 
-        now = time.time()
         behind: list[TopicPartition] = []
         records = 0
         metadata = self.consumer.list_topics(timeout=10)
@@ -233,6 +249,10 @@ class LagProbe:
                 if high > position:
                     records += high - position
                     behind.append(TopicPartition(topic, partition, position))
+        # every record at a stored position below a log end existed by now: its age
+        # is taken from here (a clock read before the positions could precede records
+        # the consumer landed meanwhile and give negative ages)
+        now = time.time()
         if not behind:
             return 0.0, 0
         self.consumer.assign(behind)
@@ -248,7 +268,8 @@ class LagProbe:
         self.consumer.unassign()
         # a partition whose records are all still in an open transaction shows none:
         # its age is at most the sampling deadline's; the others give the figure
-        return (max(now - stamp for stamp in oldest.values()) if oldest else 0.0), records
+        age = max(now - stamp for stamp in oldest.values()) if oldest else 0.0
+        return max(0.0, age), records
 
     def close(self) -> None:
         self.consumer.close()
@@ -292,7 +313,22 @@ class Airflow:
                     ) from None
             time.sleep(3)
 
-    def runs(self) -> list[dict[str, Any]]:
+    def tasks(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Each task instance of a run: its state and seconds (None while it runs)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+        answer = self.call("GET", path + "?limit=100")
+        found = [
+            {
+                "task_id": task["task_id"],
+                "state": task.get("state"),
+                "started_at": task.get("start_date"),
+                "seconds": None if task.get("duration") is None else round(task["duration"], 1),
+            }
+            for task in answer["task_instances"]
+        ]
+        return sorted(found, key=lambda task: task["started_at"] or "")
+
+    def runs(self, with_tasks: bool = False) -> list[dict[str, Any]]:
         found = []
         dags = self.call("GET", "/api/v2/dags?dag_id_pattern=smart_access&limit=100")["dags"]
         for dag in dags:
@@ -314,6 +350,8 @@ class Airflow:
                         "seconds": None if seconds is None else round(seconds, 1),
                     }
                 )
+                if with_tasks:
+                    found[-1]["tasks"] = self.tasks(dag["dag_id"], run["dag_run_id"])
         return sorted(found, key=lambda run: run["started_at"] or "")
 
     def wait_idle(self, timeout: float) -> list[dict[str, Any]]:
@@ -325,7 +363,7 @@ class Airflow:
                 break
             time.sleep(5)
             runs = self.runs()
-        return runs
+        return self.runs(with_tasks=True)
 
 
 def _busy(runs: list[dict[str, Any]]) -> bool:
@@ -374,6 +412,7 @@ def main() -> int:
             started = time.monotonic()
             end = started + minutes * 60
             memory_start: dict[str, dict[str, int]] = {}
+            series: list[dict[str, Any]] = []
             reloaded = started
             next_report = started + 60
             while time.monotonic() < end:
@@ -386,6 +425,9 @@ def main() -> int:
                     and _warm(airflow.runs())
                 ):  # between DAG runs, as at the end: a running task's process is no growth
                     memory_start = service_memory(config)
+                    series.append(
+                        {"minute": round((now - started) / 60, 1), "pss": _pss(memory_start)}
+                    )
                     logger.info("memory after warm-up (PSS): %s", _megabytes(memory_start))
                 if now - reloaded >= RELOAD_SECONDS:
                     page.reload(wait_until="domcontentloaded")
@@ -393,12 +435,15 @@ def main() -> int:
                 if now >= next_report:
                     next_report = now + 60
                     runs = airflow.runs()
+                    minute = round((now - started) / 60, 1)
+                    if memory_start and not _busy(runs):
+                        series.append({"minute": minute, "pss": _pss(service_memory(config))})
                     logger.info(
                         "%5.1f min: lag %.2f s (%d records behind); DAG runs: %s",
-                        (now - started) / 60,
+                        minute,
                         seconds,
                         records,
-                        ", ".join(f"{r['state']} {r['seconds']}s" for r in runs) or "none yet",
+                        ", ".join(map(_run_text, runs)) or "none yet",
                     )
                 time.sleep(max(0.0, SAMPLE_SECONDS - (time.monotonic() - now)))
         probe.close()
@@ -410,7 +455,7 @@ def main() -> int:
         "rate_events_per_second": rate,
         "minutes": minutes,
         "sample_seconds": SAMPLE_SECONDS,
-        **summarize(lags, runs, _pss(memory_start), _pss(memory_end)),
+        **summarize(lags, runs, _pss(memory_start), _pss(memory_end), series),
         "memory_start_rss_bytes": {name: m["rss"] for name, m in memory_start.items()},
         "memory_end_rss_bytes": {name: m["rss"] for name, m in memory_end.items()},
         "target_lag_p99_seconds": TARGET_LAG_P99_SECONDS,
@@ -423,6 +468,11 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     _report(result)
     return 0 if result["within_target"] else 1
+
+
+def _run_text(run: dict[str, Any]) -> str:
+    """`success 76.3s`, or the state alone while the run's length is not known."""
+    return run["state"] if run["seconds"] is None else f"{run['state']} {run['seconds']}s"
 
 
 def _pss(memory: dict[str, dict[str, int]]) -> dict[str, int]:
@@ -445,9 +495,13 @@ def _report(result: dict[str, Any]) -> None:
     for run in result["dag_runs"]:
         name = f"{run['dag_id']} {run['run_id']}"
         lines.append(f"{name:60.60} {run['state']:>8} {run['seconds']!s:>8}")
+        for task in run.get("tasks", []):
+            lines.append(
+                f"{'  ' + task['task_id']:60.60} {task['state']!s:>8} {task['seconds']!s:>8}"
+            )
     lines.append(
         f"{'service (MB)':24} {'RSS start':>10} {'RSS end':>10} {'PSS start':>10}"
-        f" {'PSS end':>10} {'PSS growth':>11}"
+        f" {'PSS end':>10} {'PSS growth':>11} {'2nd half':>9}"
     )
     for name, growth in result["memory_growth"].items():
         figures = [
@@ -459,7 +513,13 @@ def _report(result: dict[str, Any]) -> None:
                 "memory_end_pss_bytes",
             )
         ]
-        lines.append(f"{name:24} " + " ".join(f"{x:10.0f}" for x in figures) + f" {growth:11.1%}")
+        later = result["memory_growth_second_half"].get(name)
+        lines.append(
+            f"{name:24} "
+            + " ".join(f"{x:10.0f}" for x in figures)
+            + f" {growth:11.1%}"
+            + (f" {later:9.1%}" if later is not None else f" {'-':>9}")
+        )
     missed = [key for key in CHECKS if not result[key]]
     lines.append(f"soak: missed: {', '.join(missed)}" if missed else "soak: within every target")
     print("\n".join(lines))

@@ -50,3 +50,32 @@ def test_each_target_can_be_missed(lags, runs, end, missed) -> None:
     result = soak.summarize(lags, runs, {"consumer": 100}, end)
     assert result[missed] is False
     assert result["within_target"] is False
+
+
+def test_second_half_growth_tells_a_filling_cache_from_a_leak() -> None:
+    series = [
+        {"minute": 5.0, "pss": {"kafka": 600, "consumer": 100}},
+        {"minute": 20.0, "pss": {"kafka": 700, "consumer": 120}},
+        {"minute": 35.0, "pss": {"kafka": 740, "consumer": 140}},
+        {"minute": 60.0, "pss": {"kafka": 750, "consumer": 170}},
+    ]
+    result = soak.summarize(
+        [0.1], [GREEN], series[0]["pss"], {"kafka": 755, "consumer": 175}, series
+    )
+    # the target still reads warm-up to end: both grew past 20 %
+    assert result["memory_growth"] == {"consumer": 0.75, "kafka": 0.258}
+    assert result["memory_growth_within_target"] is False
+    # from minute 35 (the first sample at or past the span's middle, 32.5) to the end
+    assert result["memory_growth_second_half"] == {"consumer": 0.25, "kafka": 0.02}
+    assert result["memory_pss_series"] == series
+
+
+def test_without_samples_there_is_no_second_half() -> None:
+    result = soak.summarize([0.1], [GREEN], {"consumer": 100}, {"consumer": 110})
+    assert result["memory_growth_second_half"] == {}
+    assert result["memory_pss_series"] == []
+
+
+def test_a_run_in_flight_shows_its_state_alone() -> None:
+    assert soak._run_text({**GREEN, "state": "running", "seconds": None}) == "running"
+    assert soak._run_text(GREEN) == "success 50.0s"
