@@ -157,6 +157,20 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
     for device in fleet[0:8]:
         at = T0 + timedelta(minutes=ledger.rng.randint(0, 110), seconds=ledger.rng.randint(0, 59))
         ledger.event(device, at, ledger.rng.choice(["open", "close", "fail"]), ingested_at=late)
+    # Three days late, four door events in one hour of dev-0017's history, with its
+    # phase-1 events between them: two of them 30 s apart, the others minutes apart
+    # (int_door_sessions resequences each group alone). Their own random stream leaves
+    # the rest of the scenario as it was.
+    shared, ledger.rng = ledger.rng, random.Random(17)
+    for minute, second, kind in (
+        (40, 0, "close"),
+        (40, 30, "open"),
+        (47, 0, "close"),
+        (58, 10, "open"),
+    ):
+        at = T0 + timedelta(minutes=minute, seconds=second)
+        ledger.event(dev["dev-0017"], at, kind, ingested_at=late, trigger="app")
+    ledger.rng = shared
     # A low reading from before dev-0005's open low-battery episode, three days late: the
     # episode now starts earlier and keeps its alert_id.
     ledger.report(

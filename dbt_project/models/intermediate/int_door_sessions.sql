@@ -21,11 +21,14 @@
 --
 -- Incremental: a door event written since the last run changes at most the session
 -- of the open just before it and, if it is an open, its own. The changed events of a
--- device are grouped into stretches (the changed events of one hour); each
+-- device are grouped into stretches: a new one starts where the gap to the device's
+-- previous changed event exceeds `door_session_stretch_gap_seconds` (60). Each
 -- stretch is resequenced from the device's last open/close before it up to the first
 -- one after it, and the opens from that anchor to the stretch's last changed event are
--- rewritten. So a late event costs a few rows however old it is, and the result
--- equals a full rebuild.
+-- rewritten. So a late event costs a few rows however old it is - also when other
+-- late events of the device fall in the same hour, with unchanged events between them
+-- - and the result equals a full rebuild whatever the gap: it only sets how much is
+-- resequenced.
 
 with
 
@@ -42,25 +45,54 @@ changed_events as (
 
 ),
 
-stretches as (
+stretch_starts as (
 
-    -- A device's changed events by hour: each hour with changes is one stretch.
     select
         changed_events.device_id,
-        {{ hour_start('changed_events.event_at') }} as stretch_number,
-        min(changed_events.event_at) as first_changed_at,
-        max(changed_events.event_at) as last_changed_at,
+        changed_events.event_at,
+        case
+            when changed_events.event_at - lag(changed_events.event_at) over device_order
+                <= interval '{{ var("door_session_stretch_gap_seconds", 60) | int }} seconds'
+                then 0
+            else 1
+        end as starts_stretch
+    from changed_events
+    window device_order as (
+        partition by changed_events.device_id order by changed_events.event_at
+    )
+
+),
+
+numbered as (
+
+    select
+        stretch_starts.device_id,
+        stretch_starts.event_at,
+        -- the default frame takes in events of the same moment: they share a stretch
+        sum(stretch_starts.starts_stretch) over (
+            partition by stretch_starts.device_id order by stretch_starts.event_at
+        ) as stretch_number
+    from stretch_starts
+
+),
+
+stretches as (
+
+    select
+        numbered.device_id,
+        numbered.stretch_number,
+        min(numbered.event_at) as first_changed_at,
+        max(numbered.event_at) as last_changed_at,
         -- Two stretches can share one open (the later one's anchor is the earlier
         -- one's last event): the earlier stretch writes it.
         coalesce(
-            lag(max(changed_events.event_at)) over (
-                partition by changed_events.device_id
-                order by {{ hour_start('changed_events.event_at') }}
+            lag(max(numbered.event_at)) over (
+                partition by numbered.device_id order by numbered.stretch_number
             ),
             timestamptz '-infinity'
         ) as previous_last_changed_at
-    from changed_events
-    group by changed_events.device_id, {{ hour_start('changed_events.event_at') }}
+    from numbered
+    group by numbered.device_id, numbered.stretch_number
 
 ),
 
@@ -125,7 +157,7 @@ door_events as (
         fct.household_id,
         fct.event_type,
         fct.event_at,
-        timestamptz '-infinity' as stretch_number,
+        0 as stretch_number,
         true as is_rewritten
     from {{ ref('fct_access_events') }} as fct
     where fct.event_type in ('open', 'close')
