@@ -103,6 +103,7 @@ class Device:
     signal_base: int
     battery: float
     is_open: bool = False
+    close_seq: int = -1  # the scheduled close of the current opening (-1: none)
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,20 @@ class Simulator:
                 )
         return devices
 
-    def _schedule(self, at: float, action: str, device: int) -> None:
+    def _schedule(self, at: float, action: str, device: int) -> int:
         self._due_seq += 1
+        if len(self._due) > 4 * len(self.devices) + 16:
+            # a door closed early (picked again while open) leaves its scheduled close
+            # behind, up to hours ahead for a door left open: drop those, so the
+            # schedule holds about one close and one report per device however long
+            # the simulator runs
+            self._due = [due for due in self._due if not self._stale(due)]
+            heapq.heapify(self._due)
         heapq.heappush(self._due, _Due(at, self._due_seq, action, device))
+        return self._due_seq
+
+    def _stale(self, due: _Due) -> bool:
+        return due.action == "close" and self.devices[due.device].close_seq != due.seq
 
     def now(self) -> datetime:
         return self.start + timedelta(seconds=self.clock)
@@ -213,6 +225,8 @@ class Simulator:
         if self._pending:
             return self._finish(self._pending.pop(0))
         self.clock += 1.0 / self.config.rate if self.config.rate > 0 else 0.001
+        while self._due and self._stale(self._due[0]):  # that opening was closed already
+            heapq.heappop(self._due)
         if self._due and self._due[0].at <= self.clock:
             due = heapq.heappop(self._due)
             if due.action == "health":
@@ -285,6 +299,7 @@ class Simulator:
                 failure_reason = rng.choice(("obstruction", "sensor_fault", "motor_stall"))
         if event_type == "close":
             device.is_open = False
+            device.close_seq = -1
             trigger = rng.choice(("app", "remote", "keypad", "auto_close", "auto_close"))
         else:
             trigger = rng.choice(("app", "app", "keypad", "remote", "schedule", "voice"))
@@ -294,7 +309,7 @@ class Simulator:
                 hold = rng.uniform(3600, 6 * 3600)
             else:
                 hold = rng.lognormvariate(math.log(OPEN_SECONDS[device.device_type]), 0.5)
-            self._schedule(self.clock + hold, "close", index)
+            device.close_seq = self._schedule(self.clock + hold, "close", index)
         user = None
         if trigger in ("app", "keypad", "voice"):
             user = f"{device.household_id}-u{rng.randint(1, 4)}"

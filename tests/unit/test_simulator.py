@@ -176,3 +176,32 @@ def test_v0_format_is_the_guides_and_its_truth_matches_the_validator() -> None:
     }
     assert "command_failed" in types and "fail" not in types
     assert len(kinds) >= 8
+
+
+def test_the_schedule_stays_bounded_however_long_it_runs() -> None:
+    # at the stack's rate and ratios: doors left open for hours, then picked again and
+    # closed early, must not leave their scheduled closes behind in the schedule
+    config = SimulatorConfig(rate=2000, duplicate_ratio=0.005, late_ratio=0.01)
+    sim = Simulator(config)
+    sizes = []
+    for _ in range(4):
+        for _ in range(20_000):
+            sim.next()
+        sizes.append(len(sim._due))
+    assert max(sizes) <= 4 * len(sim.devices) + 17, sizes
+
+
+def test_a_door_closed_early_gets_no_second_close() -> None:
+    sim = Simulator(SimulatorConfig(rate=2000, seed=7))
+    state: dict[str, bool] = {}
+    for _ in range(60_000):
+        message = sim.next()
+        if message.topic != EVENTS:
+            continue
+        body = json.loads(message.value)
+        if body["event_type"] == "fail":
+            continue
+        # a close only ever follows an open of the same door
+        if body["event_type"] == "close":
+            assert state.get(body["device_id"]) is True, body
+        state[body["device_id"]] = body["event_type"] == "open"
