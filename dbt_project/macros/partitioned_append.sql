@@ -8,7 +8,8 @@
    2. on --full-refresh the table is emptied first;
    3. the rows are appended. The key (event_id, event_at) is local to a partition:
       a row already there with the same Kafka coordinates is the same row written
-      again (a retried build, or a device whose registry changed) and is updated; a
+      again (a retried build, or a device whose registry changed) and is updated,
+      with is_rewritten set (readers that keep sums recount its window); a
       later copy of an event (a resend landed beyond staging's dedupe horizon, so it
       reached the fact) is dropped - the first landed copy stays.
    The model's post-hook, analyze_appended_partitions, then refreshes the
@@ -68,7 +69,11 @@ from {{ source }}
 order by event_at
 on conflict (event_id, event_at) do update set
     {%- for column in columns if column.strip('"') not in keep %}
+    {%- if column.strip('"') == "is_rewritten" %}
+    {{ column }} = true{{ "," if not loop.last }}
+    {%- else %}
     {{ column }} = excluded.{{ column }}{{ "," if not loop.last }}
+    {%- endif %}
     {%- endfor %}
 where (existing.kafka_topic, existing.kafka_partition, existing.kafka_offset)
     = (excluded.kafka_topic, excluded.kafka_partition, excluded.kafka_offset)

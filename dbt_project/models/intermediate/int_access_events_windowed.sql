@@ -19,28 +19,87 @@
 -- Usually one row per device-window; two when the device's registry version
 -- changed inside the window. The marts agg_access_15min / _hourly / _daily are
 -- rollups of this model, so only this one reads fct_access_events.
--- Incremental: exactly the device-windows touched by events written to the fact
--- since this model's last run are rebuilt, every group of them together, from all
--- of their events however late those arrived. Each rebuilt device-window is
--- therefore complete among the rows carrying this run's transformed_at.
+-- Incremental: the device-windows touched by events written to the fact since the
+-- previous build, and only those. Every count here is a sum, so a window whose new
+-- events were all appended for the first time (is_rewritten false: the common case,
+-- late events included) adds them to its stored row - its other events are not read
+-- again, however many there are. A window holding a row the fact wrote again in
+-- place (a retried build, a registry change moving its attributes, a full refresh)
+-- is recounted from all of its events. A stored row's transformed_at says what it
+-- holds: every fact row of its window written at or before that stamp, so a rerun
+-- never adds an event twice.
 
 with
 
 {% if is_incremental() %}
 
+written as (
+
+    select
+        fct.device_id,
+        {{ window_start_15min('fct.event_at') }} as window_start_at,
+        fct.household_id,
+        fct.region,
+        fct.device_type,
+        fct.model,
+        fct.event_type,
+        fct.trigger_source,
+        fct.event_at,
+        fct.transformed_at,
+        -- unknown (a fixture without the column) counts as rewritten: recount
+        coalesce(fct.is_rewritten, true) as is_rewritten
+
+    from {{ ref('fct_access_events') }} as fct
+    where {{ written_since_previous_build('fct.transformed_at') }}
+
+),
+
+counted as (
+
+    select
+        stored.device_id,
+        stored.window_start_at,
+        max(stored.transformed_at) as counted_through_at
+
+    from {{ this }} as stored
+    inner join (select distinct device_id, window_start_at from written) as touched
+        on touched.device_id = stored.device_id
+        and touched.window_start_at = stored.window_start_at
+    group by stored.device_id, stored.window_start_at
+
+),
+
+uncounted as (
+
+    select
+        written.*,
+        counted.counted_through_at is not null as has_stored_row
+
+    from written
+    left join counted
+        on counted.device_id = written.device_id
+        and counted.window_start_at = written.window_start_at
+    where counted.counted_through_at is null
+        or written.transformed_at > counted.counted_through_at
+
+),
+
 touched_windows as (
 
-    select distinct
-        events.device_id,
-        {{ window_start_15min('events.event_at') }} as window_start_at
+    select
+        uncounted.device_id,
+        uncounted.window_start_at,
+        bool_or(uncounted.is_rewritten) as must_recount,
+        bool_or(uncounted.has_stored_row) as has_stored_row
 
-    from {{ ref('fct_access_events') }} as events
-    where {{ written_since_previous_build('events.transformed_at') }}
+    from uncounted
+    group by uncounted.device_id, uncounted.window_start_at
 
 ),
 
 events as (
 
+    -- a window with a rewritten row: all of its events
     select
         fct.device_id,
         touched_windows.window_start_at,
@@ -57,6 +116,27 @@ events as (
         on fct.device_id = touched_windows.device_id
         and fct.event_at >= touched_windows.window_start_at
         and fct.event_at < touched_windows.window_start_at + interval '15 minutes'
+    where touched_windows.must_recount
+
+    union all
+
+    -- any other window: the events it does not hold yet
+    select
+        uncounted.device_id,
+        uncounted.window_start_at,
+        uncounted.household_id,
+        uncounted.region,
+        uncounted.device_type,
+        uncounted.model,
+        uncounted.event_type,
+        uncounted.trigger_source,
+        uncounted.event_at
+
+    from uncounted
+    inner join touched_windows
+        on touched_windows.device_id = uncounted.device_id
+        and touched_windows.window_start_at = uncounted.window_start_at
+    where not touched_windows.must_recount
 
 ),
 
@@ -98,14 +178,107 @@ aggregated as (
         count(*) filter (where events.trigger_source = '{{ source }}')
             as {{ source }}_trigger_count,
         {%- endfor %}
-        array_agg(distinct events.trigger_source order by events.trigger_source)
-            as trigger_sources,
-        max(events.event_at) as last_event_at,
-        {{ run_started_at_ts() }} as transformed_at
+        max(events.event_at) as last_event_at
 
     from events
     group by 1, 2, 3, 4, 5, 6
 
+),
+
+{% if is_incremental() %}
+
+combined as (
+
+    select * from aggregated
+
+    union all
+
+    -- the stored rows of the windows the new events are added to
+    select
+        stored.device_id,
+        stored.window_start_at,
+        stored.household_id,
+        stored.region,
+        stored.device_type,
+        stored.model,
+        stored.event_count,
+        stored.open_count,
+        stored.close_count,
+        stored.fail_count,
+        {%- for source in trigger_sources() %}
+        stored.{{ source }}_trigger_count,
+        {%- endfor %}
+        stored.last_event_at
+
+    from {{ this }} as stored
+    inner join touched_windows
+        on touched_windows.device_id = stored.device_id
+        and touched_windows.window_start_at = stored.window_start_at
+    where touched_windows.has_stored_row and not touched_windows.must_recount
+
+),
+
+{% else %}
+
+combined as (
+
+    select * from aggregated
+
+),
+
+{% endif %}
+
+summed as (
+
+    select
+        combined.device_id,
+        combined.window_start_at,
+        combined.household_id,
+        combined.region,
+        combined.device_type,
+        combined.model,
+        sum(combined.event_count)::bigint as event_count,
+        sum(combined.open_count)::bigint as open_count,
+        sum(combined.close_count)::bigint as close_count,
+        sum(combined.fail_count)::bigint as fail_count,
+        {%- for source in trigger_sources() %}
+        sum(combined.{{ source }}_trigger_count)::bigint as {{ source }}_trigger_count,
+        {%- endfor %}
+        max(combined.last_event_at) as last_event_at
+
+    from combined
+    group by 1, 2, 3, 4, 5, 6
+
+),
+
+final as (
+
+    select
+        summed.device_id,
+        summed.window_start_at,
+        summed.household_id,
+        summed.region,
+        summed.device_type,
+        summed.model,
+        summed.event_count,
+        summed.open_count,
+        summed.close_count,
+        summed.fail_count,
+        {%- for source in trigger_sources() %}
+        summed.{{ source }}_trigger_count,
+        {%- endfor %}
+        -- the sources with events, sorted (the contract's sources are all of them)
+        array_remove(array[
+            {%- for source in trigger_sources() | sort %}
+            case when summed.{{ source }}_trigger_count > 0 then '{{ source }}' end
+            {{- "," if not loop.last }}
+            {%- endfor %}
+        ]::text[], null) as trigger_sources,
+        summed.last_event_at,
+        {{ run_started_at_ts() }} as transformed_at
+
+    from summed
+
 )
 
-select * from aggregated
+select * from final

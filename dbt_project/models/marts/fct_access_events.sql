@@ -151,7 +151,10 @@ joined as (
         events.kafka_partition,
         events.kafka_offset,
         events.ingested_at,
-        {{ run_started_at_ts() }} as transformed_at
+        {{ run_started_at_ts() }} as transformed_at,
+        -- appended once; the strategy sets it when a row is written again in place,
+        -- and a full refresh rewrites every row (int_access_events_windowed recounts)
+        {{ 'true' if flags.FULL_REFRESH else 'false' }} as is_rewritten
 
     from events
     left join versions
