@@ -26,8 +26,17 @@ LIBS = REPO_ROOT / "stack" / "kafka-jars" / "target" / "libs"
 # Prometheus' JMX exporter, attached to the broker as a java agent (not on its class path)
 JMX_AGENT = LIBS.parent / "agents" / "jmx_prometheus_javaagent.jar"
 JMX_CONFIG = REPO_ROOT / "stack" / "prometheus" / "kafka_jmx.yml"
-# Sized for a 2-core, 24 GiB machine that also runs PostgreSQL, Airflow and dbt.
-HEAP_OPTS = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+# Sized for a 2-core, 24 GiB machine that also runs PostgreSQL, Airflow and dbt: the
+# broker's usual fixed 1 GB heap, touched at start, so its footprint is what it is
+# from the first minute instead of creeping toward -Xmx over hours (which looked like
+# a leak in the soak).
+HEAP_OPTS = [
+    "-Xms1g",
+    "-Xmx1g",
+    "-XX:+AlwaysPreTouch",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+]
 # the storage tool reads these as the syntax of its --add-scram argument
 _SCRAM_SYNTAX = set(',=[]"\n')
 
