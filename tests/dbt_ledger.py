@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +84,16 @@ class Ledger:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+
+    @contextmanager
+    def own_stream(self, seed: int) -> Iterator[None]:
+        """Draw from a random stream of its own inside the block: rows added there
+        leave every later draw of the scenario as it was."""
+        shared, self.rng = self.rng, random.Random(seed)
+        try:
+            yield
+        finally:
+            self.rng = shared
 
     # --- rows -------------------------------------------------------------------
     def _coordinates(self, topic: str, key: str) -> dict:

@@ -10,7 +10,6 @@ equals a full refresh.
 
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -98,12 +97,11 @@ def _phase1(ledger: Ledger) -> list[Device]:
     # A v0 device the registry never hears of: household 'unknown', no attributes; one
     # of its events sent twice (the same device event id: one row in the marts). Its
     # own random stream leaves the rest of the scenario as it was.
-    shared, ledger.rng = ledger.rng, random.Random(99)
-    stray = Device("7", "hh-none", "gate", "GT-10", "0", None, None, T0, v0=True)
-    for minute, kind in ((12, "open"), (13, "close"), (33, "fail"), (34, "open")):
-        row = ledger.event(stray, T0 + timedelta(minutes=minute), kind, trigger="keypad")
-    ledger.resend(row, row["_ingested_at"] + timedelta(seconds=3))
-    ledger.rng = shared
+    with ledger.own_stream(99):
+        stray = Device("7", "hh-none", "gate", "GT-10", "0", None, None, T0, v0=True)
+        for minute, kind in ((12, "open"), (13, "close"), (33, "fail"), (34, "open")):
+            row = ledger.event(stray, T0 + timedelta(minutes=minute), kind, trigger="keypad")
+        ledger.resend(row, row["_ingested_at"] + timedelta(seconds=3))
     return fleet
 
 
@@ -161,16 +159,15 @@ def _phase2(ledger: Ledger, fleet: list[Device]) -> None:
     # phase-1 events between them: two of them 30 s apart, the others minutes apart
     # (int_door_sessions resequences each group alone). Their own random stream leaves
     # the rest of the scenario as it was.
-    shared, ledger.rng = ledger.rng, random.Random(17)
-    for minute, second, kind in (
-        (40, 0, "close"),
-        (40, 30, "open"),
-        (47, 0, "close"),
-        (58, 10, "open"),
-    ):
-        at = T0 + timedelta(minutes=minute, seconds=second)
-        ledger.event(dev["dev-0017"], at, kind, ingested_at=late, trigger="app")
-    ledger.rng = shared
+    with ledger.own_stream(17):
+        for minute, second, kind in (
+            (40, 0, "close"),
+            (40, 30, "open"),
+            (47, 0, "close"),
+            (58, 10, "open"),
+        ):
+            at = T0 + timedelta(minutes=minute, seconds=second)
+            ledger.event(dev["dev-0017"], at, kind, ingested_at=late, trigger="app")
     # A low reading from before dev-0005's open low-battery episode, three days late: the
     # episode now starts earlier and keeps its alert_id.
     ledger.report(

@@ -29,28 +29,52 @@
 -- holds: every fact row of its window written at or before that stamp, so a rerun
 -- never adds an event twice.
 
+{#- The counts of a set of fact rows `fct` (grouped by the caller), one list for the
+    written rows and the recounted windows. -#}
+{%- set event_counts -%}
+        count(*) as event_count,
+        count(*) filter (where fct.event_type = 'open') as open_count,
+        count(*) filter (where fct.event_type = 'close') as close_count,
+        count(*) filter (where fct.event_type = 'fail') as fail_count,
+        {%- for source in trigger_sources() %}
+        count(*) filter (where fct.trigger_source = '{{ source }}')
+            as {{ source }}_trigger_count,
+        {%- endfor %}
+        max(fct.event_at) as last_event_at
+{%- endset -%}
+
+{%- set group_columns -%}
+        coalesce(fct.region, 'unknown') as region,
+        coalesce(fct.device_type, 'unknown') as device_type,
+        coalesce(fct.model, 'unknown') as model
+{%- endset -%}
+
+{%- set count_names = ['event_count', 'open_count', 'close_count', 'fail_count'] -%}
+{%- for source in trigger_sources() -%}
+    {%- do count_names.append(source ~ '_trigger_count') -%}
+{%- endfor %}
+
 with
 
 {% if is_incremental() %}
 
+-- The fact rows written since the previous build, counted in one pass: a few rows a
+-- device-window (one a stamp and attribute group) however many events they hold.
 written as (
 
     select
         fct.device_id,
         {{ window_start_15min('fct.event_at') }} as window_start_at,
         fct.household_id,
-        fct.region,
-        fct.device_type,
-        fct.model,
-        fct.event_type,
-        fct.trigger_source,
-        fct.event_at,
+        {{ group_columns }},
         fct.transformed_at,
         -- unknown (a fixture without the column) counts as rewritten: recount
-        coalesce(fct.is_rewritten, true) as is_rewritten
+        coalesce(fct.is_rewritten, true) as is_rewritten,
+        {{ event_counts }}
 
     from {{ ref('fct_access_events') }} as fct
     where {{ written_since_previous_build('fct.transformed_at') }}
+    group by 1, 2, 3, 4, 5, 6, 7, 8
 
 ),
 
@@ -97,30 +121,33 @@ touched_windows as (
 
 ),
 
-events as (
+combined as (
 
-    -- a window with a rewritten row: all of its events
+    -- a window with a rewritten row: all of its events, one window at a time by the
+    -- fact's (device_id, event_at) index
     select
-        fct.device_id,
+        touched_windows.device_id,
         touched_windows.window_start_at,
-        fct.household_id,
-        fct.region,
-        fct.device_type,
-        fct.model,
-        fct.event_type,
-        fct.trigger_source,
-        fct.event_at
+        recounted.*
 
     from touched_windows
-    inner join {{ ref('fct_access_events') }} as fct
-        on fct.device_id = touched_windows.device_id
-        and fct.event_at >= touched_windows.window_start_at
-        and fct.event_at < touched_windows.window_start_at + interval '15 minutes'
+    cross join lateral (
+        select
+            fct.household_id,
+            {{ group_columns }},
+            {{ event_counts }}
+
+        from {{ ref('fct_access_events') }} as fct
+        where fct.device_id = touched_windows.device_id
+            and fct.event_at >= touched_windows.window_start_at
+            and fct.event_at < touched_windows.window_start_at + interval '15 minutes'
+        group by 1, 2, 3, 4
+    ) as recounted
     where touched_windows.must_recount
 
     union all
 
-    -- any other window: the events it does not hold yet
+    -- any other window: the counts of the events it does not hold yet...
     select
         uncounted.device_id,
         uncounted.window_start_at,
@@ -128,9 +155,10 @@ events as (
         uncounted.region,
         uncounted.device_type,
         uncounted.model,
-        uncounted.event_type,
-        uncounted.trigger_source,
-        uncounted.event_at
+        {%- for name in count_names %}
+        uncounted.{{ name }},
+        {%- endfor %}
+        uncounted.last_event_at
 
     from uncounted
     inner join touched_windows
@@ -138,62 +166,9 @@ events as (
         and touched_windows.window_start_at = uncounted.window_start_at
     where not touched_windows.must_recount
 
-),
-
-{% else %}
-
-events as (
-
-    select
-        fct.device_id,
-        {{ window_start_15min('fct.event_at') }} as window_start_at,
-        fct.household_id,
-        fct.region,
-        fct.device_type,
-        fct.model,
-        fct.event_type,
-        fct.trigger_source,
-        fct.event_at
-
-    from {{ ref('fct_access_events') }} as fct
-
-),
-
-{% endif %}
-
-aggregated as (
-
-    select
-        events.device_id,
-        events.window_start_at,
-        events.household_id,
-        coalesce(events.region, 'unknown') as region,
-        coalesce(events.device_type, 'unknown') as device_type,
-        coalesce(events.model, 'unknown') as model,
-        count(*) as event_count,
-        count(*) filter (where events.event_type = 'open') as open_count,
-        count(*) filter (where events.event_type = 'close') as close_count,
-        count(*) filter (where events.event_type = 'fail') as fail_count,
-        {%- for source in trigger_sources() %}
-        count(*) filter (where events.trigger_source = '{{ source }}')
-            as {{ source }}_trigger_count,
-        {%- endfor %}
-        max(events.event_at) as last_event_at
-
-    from events
-    group by 1, 2, 3, 4, 5, 6
-
-),
-
-{% if is_incremental() %}
-
-combined as (
-
-    select * from aggregated
-
     union all
 
-    -- the stored rows of the windows the new events are added to
+    -- ...and its stored rows, to add them to
     select
         stored.device_id,
         stored.window_start_at,
@@ -201,12 +176,8 @@ combined as (
         stored.region,
         stored.device_type,
         stored.model,
-        stored.event_count,
-        stored.open_count,
-        stored.close_count,
-        stored.fail_count,
-        {%- for source in trigger_sources() %}
-        stored.{{ source }}_trigger_count,
+        {%- for name in count_names %}
+        stored.{{ name }},
         {%- endfor %}
         stored.last_event_at
 
@@ -222,7 +193,15 @@ combined as (
 
 combined as (
 
-    select * from aggregated
+    select
+        fct.device_id,
+        {{ window_start_15min('fct.event_at') }} as window_start_at,
+        fct.household_id,
+        {{ group_columns }},
+        {{ event_counts }}
+
+    from {{ ref('fct_access_events') }} as fct
+    group by 1, 2, 3, 4, 5, 6
 
 ),
 
@@ -237,12 +216,8 @@ summed as (
         combined.region,
         combined.device_type,
         combined.model,
-        sum(combined.event_count)::bigint as event_count,
-        sum(combined.open_count)::bigint as open_count,
-        sum(combined.close_count)::bigint as close_count,
-        sum(combined.fail_count)::bigint as fail_count,
-        {%- for source in trigger_sources() %}
-        sum(combined.{{ source }}_trigger_count)::bigint as {{ source }}_trigger_count,
+        {%- for name in count_names %}
+        sum(combined.{{ name }})::bigint as {{ name }},
         {%- endfor %}
         max(combined.last_event_at) as last_event_at
 
@@ -260,12 +235,8 @@ final as (
         summed.region,
         summed.device_type,
         summed.model,
-        summed.event_count,
-        summed.open_count,
-        summed.close_count,
-        summed.fail_count,
-        {%- for source in trigger_sources() %}
-        summed.{{ source }}_trigger_count,
+        {%- for name in count_names %}
+        summed.{{ name }},
         {%- endfor %}
         -- the sources with events, sorted (the contract's sources are all of them)
         array_remove(array[
