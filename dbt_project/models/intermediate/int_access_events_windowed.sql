@@ -52,7 +52,10 @@
 {%- set count_names = ['event_count', 'open_count', 'close_count', 'fail_count'] -%}
 {%- for source in trigger_sources() -%}
     {%- do count_names.append(source ~ '_trigger_count') -%}
-{%- endfor %}
+{%- endfor -%}
+{#- A stored row's columns before its trigger_sources and stamp. -#}
+{%- set row_columns = ['device_id', 'window_start_at', 'household_id', 'region', 'device_type',
+    'model'] + count_names + ['last_event_at'] %}
 
 with
 
@@ -149,16 +152,9 @@ combined as (
 
     -- any other window: the counts of the events it does not hold yet...
     select
-        uncounted.device_id,
-        uncounted.window_start_at,
-        uncounted.household_id,
-        uncounted.region,
-        uncounted.device_type,
-        uncounted.model,
-        {%- for name in count_names %}
-        uncounted.{{ name }},
+        {%- for name in row_columns %}
+        uncounted.{{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
-        uncounted.last_event_at
 
     from uncounted
     inner join touched_windows
@@ -170,16 +166,9 @@ combined as (
 
     -- ...and its stored rows, to add them to
     select
-        stored.device_id,
-        stored.window_start_at,
-        stored.household_id,
-        stored.region,
-        stored.device_type,
-        stored.model,
-        {%- for name in count_names %}
-        stored.{{ name }},
+        {%- for name in row_columns %}
+        stored.{{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
-        stored.last_event_at
 
     from {{ this }} as stored
     inner join touched_windows
