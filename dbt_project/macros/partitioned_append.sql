@@ -6,12 +6,17 @@
       `fact_partitions_ahead_days` days after the newest, are created if missing -
       a late event lands in its old day's partition;
    2. on --full-refresh the table is emptied first;
-   3. the rows are appended. The key (event_id, event_at) is local to a partition:
-      a row already there with the same Kafka coordinates is the same row written
-      again (a retried build, or a device whose registry changed) and is updated,
-      with is_rewritten set (readers that keep sums recount its window); a
-      later copy of an event (a resend landed beyond staging's dedupe horizon, so it
-      reached the fact) is dropped - the first landed copy stays.
+   3. the rows are appended in (device_id, event_at) order, so a device's new rows
+      share heap pages and (device_id, event_at) index pages: the per-device readers
+      of the same build (door sessions, windowed counts, alerts) fetch a device's
+      rows from a few pages, and that index, whose inserts would otherwise spread
+      over every device's leaf page, takes them in runs. The key (event_id,
+      event_at) is local to a partition: a row already there with the same Kafka
+      coordinates is the same row written again (a retried build, or a device whose
+      registry changed) and is updated, with is_rewritten set (readers that keep sums
+      recount its window); a later copy of an event (a resend landed beyond staging's
+      dedupe horizon, so it reached the fact) is dropped - the first landed copy
+      stays.
    The model's post-hook, analyze_appended_partitions, then refreshes the
    statistics the same build's readers plan with. #}
 {% macro get_incremental_partitioned_append_sql(arg_dict) %}
@@ -66,7 +71,7 @@ truncate table {{ target }};
 insert into {{ target }} as existing ({{ columns | join(", ") }})
 select {{ columns | join(", ") }}
 from {{ source }}
-order by event_at
+order by device_id, event_at
 on conflict (event_id, event_at) do update set
     {%- for column in columns if column.strip('"') not in keep %}
     {%- if column.strip('"') == "is_rewritten" %}

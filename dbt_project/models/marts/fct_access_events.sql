@@ -14,11 +14,12 @@
 -- never replace it with a plain table, so `full_refresh=false` and a --full-refresh
 -- build takes the full branch below and empties the table first (flags.FULL_REFRESH).
 -- Indexes, all local to a day: (event_at, event_id) - the key (migration 0052), time
--- first so appends land near the right edge; a resend carries the same event_at, so
--- it is found in one partition - (device_id, event_at) for the
--- per-device readers (int_access_events_windowed's and int_door_sessions' touched
--- windows, fct_alerts, device_status_current's last event, the dashboard's device
--- page) and a BRIN on transformed_at for "rows written since" (migration 0052).
+-- first so a build's rows land in the last stretch of a day; a resend carries the
+-- same event_at, so it is found in one partition - (device_id, event_at), the order
+-- a build appends in, for the per-device readers (int_access_events_windowed's and
+-- int_door_sessions' touched windows, fct_alerts, device_status_current's last
+-- event, the dashboard's device page) and a b-tree on transformed_at for "rows
+-- written since" (migration 0054).
 -- depends_on: {{ ref('stg_smart_access__device_registry') }}
 -- One row per unique access event with the device attributes valid when it happened.
 -- Incremental: the events landed in this build's commit-safe window, plus the events
