@@ -9,7 +9,9 @@ not yet landed (the record at the position stored in ops.consumer_offsets; 0 whe
 partition is drained), and the largest over the partitions is the sample. At the
 end it reports lag p50/p99/max, every DAG run's state and duration, and each
 service's resident memory (its whole process tree) after a warm-up and at the end,
-both taken while no DAG run is in flight.
+both taken while no DAG run is in flight; the warm-up lasts until PostgreSQL's shared
+buffers are full (or half the soak). The task logs of a run that failed or missed
+its target are kept in benchmarks/results/soak-logs/.
 
     SOAK_RATE=2000 SOAK_MINUTES=60 make bench-soak
 
@@ -52,6 +54,10 @@ logger = logging.getLogger("benchmarks.soak")
 PIPELINE_DAG = "smart_access_streaming_pipeline"
 SAMPLE_SECONDS = 5
 WARMUP_SECONDS = 300  # services settle (imports, caches, a first DAG run) before memory
+# ... and PostgreSQL's shared buffers have filled (pg_buffercache): until they have,
+# its PSS grows by every page read for the first time, a cache filling, not a leak.
+# A soak that never fills them (a low rate) measures from half its length on.
+BUFFERS_FILLED = 0.95
 RELOAD_SECONDS = 60
 TARGET_LAG_P99_SECONDS = 5.0
 TARGET_RUN_SECONDS = 180.0
@@ -380,6 +386,50 @@ def _warm(runs: list[dict[str, Any]]) -> bool:
     return done and not _busy(runs)
 
 
+def warmed_up(
+    elapsed: float, minutes: float, runs: list[dict[str, Any]], buffers_used: float | None
+) -> bool:
+    """Memory is measured from here on: the warm-up time has passed, a pipeline run has
+    finished and none is in flight, and PostgreSQL's shared buffers are full (None:
+    not known, not waited for) - or half the soak has passed, so that there is a
+    span left to measure."""
+    if elapsed < min(WARMUP_SECONDS, minutes * 30) or not _warm(runs):
+        return False
+    return buffers_used is None or buffers_used >= BUFFERS_FILLED or elapsed >= minutes * 30
+
+
+def postgres_buffers_used(dsn: str) -> float | None:
+    """The share of PostgreSQL's shared buffers that hold a page (pg_buffercache,
+    created in the soak's own database on first use); None when the extension is
+    not there."""
+    try:
+        with closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+            conn.autocommit = True
+            cur.execute("create extension if not exists pg_buffercache")
+            cur.execute("select count(relfilenode)::float / count(*) from pg_buffercache")
+            return float(cur.fetchone()[0])
+    except psycopg2.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        logger.warning("PostgreSQL's buffer use is not known (%s): not waited for", reason)
+        return None
+
+
+def keep_run_logs(logs: Path, runs: list[dict[str, Any]], out: Path) -> list[str]:
+    """Copy the Airflow task logs of every run that failed or took longer than the
+    target into `out` (the soak's stack, logs included, is removed at its end).
+    Returns the run ids kept."""
+    kept = []
+    for run in runs:
+        seconds = run["seconds"]
+        if run["state"] == "success" and seconds is not None and seconds <= TARGET_RUN_SECONDS:
+            continue
+        source = logs / f"dag_id={run['dag_id']}" / f"run_id={run['run_id']}"
+        if source.is_dir():
+            shutil.copytree(source, out / run["dag_id"] / run["run_id"], dirs_exist_ok=True)
+            kept.append(run["run_id"])
+    return kept
+
+
 @contextmanager
 def dashboard_open(port: str) -> Iterator[Any]:
     """The dashboard's home page in headless Chromium, as a user leaves it open."""
@@ -416,6 +466,8 @@ def main() -> int:
             started = time.monotonic()
             end = started + minutes * 60
             memory_start: dict[str, dict[str, int]] = {}
+            buffers_used: float | None = 0.0
+            warmup: dict[str, Any] = {}
             series: list[dict[str, Any]] = []
             reloaded = started
             next_report = started + 60
@@ -423,16 +475,21 @@ def main() -> int:
                 seconds, records = probe.sample()
                 lags.append(seconds)
                 now = time.monotonic()
-                if (
-                    not memory_start
-                    and now - started >= min(WARMUP_SECONDS, minutes * 30)
-                    and _warm(airflow.runs())
+                if not memory_start and now >= next_report:
+                    buffers_used = postgres_buffers_used(config.admin_dsn())
+                if not memory_start and warmed_up(
+                    now - started, minutes, airflow.runs(), buffers_used
                 ):  # between DAG runs, as at the end: a running task's process is no growth
                     memory_start = service_memory(config)
-                    series.append(
-                        {"minute": round((now - started) / 60, 1), "pss": _pss(memory_start)}
+                    warmup = {"minute": round((now - started) / 60, 1), "buffers": buffers_used}
+                    series.append({"minute": warmup["minute"], "pss": _pss(memory_start)})
+                    logger.info(
+                        "memory after warm-up at %.1f min, PostgreSQL's shared buffers %s"
+                        " full (PSS): %s",
+                        warmup["minute"],
+                        "?" if buffers_used is None else f"{buffers_used:.0%}",
+                        _megabytes(memory_start),
                     )
-                    logger.info("memory after warm-up (PSS): %s", _megabytes(memory_start))
                 if now - reloaded >= RELOAD_SECONDS:
                     page.reload(wait_until="domcontentloaded")
                     reloaded = now
@@ -453,12 +510,20 @@ def main() -> int:
         probe.close()
         runs = airflow.wait_idle(TARGET_RUN_SECONDS + 60)
         memory_end = service_memory(config)
+        logs_out = REPO / "benchmarks" / "results" / "soak-logs"
+        shutil.rmtree(logs_out, ignore_errors=True)
+        kept = keep_run_logs(config.log_dir / "airflow", runs, logs_out)
+        if kept:
+            logger.info("task logs of the runs over target or failed: %s", logs_out)
     result = {
         "benchmark": "soak",
         "measured_at": datetime.now(UTC).isoformat(),
         "rate_events_per_second": rate,
         "minutes": minutes,
         "sample_seconds": SAMPLE_SECONDS,
+        "memory_warmup_minute": warmup.get("minute"),
+        "postgres_buffers_used_at_warmup": warmup.get("buffers"),
+        "kept_run_logs": kept,
         **summarize(lags, runs, _pss(memory_start), _pss(memory_end), series),
         "memory_start_rss_bytes": {name: m["rss"] for name, m in memory_start.items()},
         "memory_end_rss_bytes": {name: m["rss"] for name, m in memory_end.items()},

@@ -79,3 +79,40 @@ def test_without_samples_there_is_no_second_half() -> None:
 def test_a_run_in_flight_shows_its_state_alone() -> None:
     assert soak._run_text({**GREEN, "state": "running", "seconds": None}) == "running"
     assert soak._run_text(GREEN) == "success 50.0s"
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "runs", "buffers", "expected"),
+    [
+        (200.0, [GREEN], 1.0, False),  # before the warm-up time
+        (400.0, [], 1.0, False),  # no pipeline run finished yet
+        (400.0, [GREEN, {**GREEN, "state": "running", "seconds": None}], 1.0, False),
+        (400.0, [GREEN], 0.60, False),  # PostgreSQL's cache still filling
+        (400.0, [GREEN], 0.96, True),
+        (400.0, [GREEN], None, True),  # buffer use not known: not waited for
+        (1800.0, [GREEN], 0.60, True),  # half the soak: measure what is left
+    ],
+)
+def test_the_warm_up_waits_for_postgres_buffers_within_half_the_soak(
+    elapsed, runs, buffers, expected
+) -> None:
+    assert soak.warmed_up(elapsed, 60, runs, buffers) is expected
+
+
+def test_the_logs_of_slow_and_failed_runs_are_kept(tmp_path) -> None:
+    logs = tmp_path / "airflow"
+    runs = [
+        GREEN,
+        {**GREEN, "run_id": "scheduled__2", "seconds": 463.0},
+        {**GREEN, "run_id": "scheduled__3", "state": "failed", "seconds": 20.0},
+        {**GREEN, "run_id": "scheduled__4", "seconds": 500.0},  # its logs are gone
+    ]
+    for run in runs[:3]:
+        task = logs / f"dag_id={run['dag_id']}" / f"run_id={run['run_id']}" / "task_id=build"
+        task.mkdir(parents=True)
+        (task / "attempt=1.log").write_text(f"log of {run['run_id']}\n")
+    out = tmp_path / "kept"
+    assert soak.keep_run_logs(logs, runs, out) == ["scheduled__2", "scheduled__3"]
+    kept = out / soak.PIPELINE_DAG / "scheduled__2" / "task_id=build" / "attempt=1.log"
+    assert kept.read_text() == "log of scheduled__2\n"
+    assert not (out / soak.PIPELINE_DAG / "scheduled__1").exists()
